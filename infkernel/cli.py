@@ -1,0 +1,53 @@
+"""The `infkernel` command line. Each subcommand lives in infkernel/commands/<name>.py
+and exposes `add_arguments(parser)` and `run(args) -> int`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import SpecError
+
+COMMANDS = {
+    "check": "print the layer graph of a spec, or the error in it",
+    "kernel": "compute the NNGP and NTK of a spec on inputs",
+    "explain": "print the recursion a spec compiles to",
+    "mc": "compare analytic kernels with Monte Carlo estimates from finite networks",
+    "fit": "kernel regression with a spec's kernel on a dataset",
+    "compare": "train finite networks of several widths and measure how far they leave their kernel",
+    "bench": "time the engine on the benchmark workloads, optionally against neural-tangents",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"infkernel.commands.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="infkernel", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    available = {}
+    for name, help_text in COMMANDS.items():
+        try:
+            module = _module(name)
+        except ModuleNotFoundError as e:
+            if e.name == f"infkernel.commands.{name}":
+                continue  # not built yet
+            raise
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        available[name] = module
+    args = parser.parse_args(argv)
+    try:
+        return int(available[args.command].run(args) or 0)
+    except SpecError as e:
+        print(f"infkernel {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"infkernel {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Analyse a graph and lower it to JAX.
+
+Analysis decides, per node, the covariance layout (see `infkernel.ops.base`):
+a node holds covariances of pairs of positions only if some pooling op
+downstream needs them before the spatial axes are flattened away; otherwise
+same-position covariances suffice. The user never passes a flag.
+
+Lowering interprets the graph with each op's rule, in two passes:
+
+- the self pass runs each example against itself and records the variance
+  at every position of every node that an activation or layernorm reads
+  (Arora et al. 2019 precompute these diagonals once per example);
+- the cross pass computes a tile of (x1, x2) pairs, looking the variances up.
+
+Iterations of a `repeat` whose nodes have identical rules, shapes and layouts
+become one `lax.scan`, so the traced program does not grow with depth; leading
+iterations that differ (the first layer sees the input's channels) are
+unrolled.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from .graph import Graph, Node
+from .ops import DIAG, PAIRS, Cov, Ctx
+from .ops.activations import Activation
+from .ops.base import to_layout
+from .ops.normalization import Layernorm
+
+
+def layouts(graph: Graph) -> dict[int, str]:
+    """Layout of each node's output: PAIRS iff a consumer needs pairs of positions."""
+    users = graph.consumers()
+    layout: dict[int, str] = {}
+    for node in reversed(graph.nodes):
+        needed = [input_layout(graph.nodes[u], layout[u]) for u in users[node.id]]
+        layout[node.id] = PAIRS if node.shape.rank and PAIRS in needed else DIAG
+    return layout
+
+
+def input_layout(node: Node, own_layout: str) -> str:
+    """The layout `node` reads its inputs in."""
+    need = node.op.needs_layout
+    return own_layout if need is None else need
+
+
+def reads_variances(node: Node) -> bool:
+    return isinstance(node.op, (Activation, Layernorm))
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Iterations of one repeat group run by lax.scan over a body."""
+
+    key: int  # id of the first node of the first scanned iteration
+    body: tuple  # program of the representative (first scanned) iteration
+    entry: int  # node the representative iteration reads from outside
+    out: int  # last node of the representative iteration
+    final: int  # last node of the last iteration
+    length: int
+
+
+def _scans(steps):
+    for step in steps:
+        if isinstance(step, Scan):
+            yield step
+            yield from _scans(step.body)
+
+
+class Program:
+    """A graph analysed and ready to lower: layouts, contexts and the scan plan."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.layout = layouts(graph)
+        self.ctx = {n.id: self._ctx(n) for n in graph.nodes}
+        self.steps = self._plan(graph.nodes, 0)
+        # Variances recorded by the self pass: those an activation or layernorm
+        # reads, and (so that every scan iteration carries the same arrays) all
+        # nodes inside repeats and every node a scan starts from.
+        users = graph.consumers()
+        self.recorded = {n.id for n in graph.nodes
+                         if n.scope or any(reads_variances(graph.nodes[u]) for u in users[n.id])}
+        self.recorded |= {s.entry for s in _scans(self.steps)}
+
+    def _ctx(self, node: Node) -> Ctx:
+        nodes = self.graph.nodes
+        return Ctx(tuple(nodes[i].shape for i in node.inputs), node.shape,
+                   input_layout(node, self.layout[node.id]), self.layout[node.id], self.graph.parameterization)
+
+    # -- the scan plan ---------------------------------------------------------
+    def _signature(self, nodes: list[Node]):
+        first = nodes[0].id
+        ids = {n.id for n in nodes}
+        return tuple((n.op, self.ctx[n.id], tuple(i - first if i in ids else "entry" for i in n.inputs)) for n in nodes)
+
+    def _plan(self, nodes: list[Node], level: int) -> tuple:
+        steps = []
+        group_of = lambda n: n.scope[level][0] if len(n.scope) > level else None
+        for group, run in itertools.groupby(nodes, key=group_of):
+            run = list(run)
+            if group is None:
+                steps.extend(n.id for n in run)
+                continue
+            iterations = [list(it) for _, it in itertools.groupby(run, key=lambda n: n.scope[level][1])]
+            signatures = [self._signature(it) for it in iterations]
+            first_scanned = len(iterations) - 1
+            while first_scanned > 0 and signatures[first_scanned - 1] == signatures[-1]:
+                first_scanned -= 1
+            for it in iterations[:first_scanned]:
+                steps.extend(self._plan(it, level + 1))
+            rest = iterations[first_scanned:]
+            if len(rest) == 1:
+                steps.extend(self._plan(rest[0], level + 1))
+                continue
+            body = rest[0]
+            entries = {i for n in body for i in n.inputs if i not in {m.id for m in body}}
+            assert len(entries) == 1, "a repeat body reads one node from outside"
+            steps.append(Scan(body[0].id, tuple(self._plan(body, level + 1)), entries.pop(),
+                              body[-1].id, rest[-1][-1].id, len(rest)))
+        return tuple(steps)
+
+    # -- evaluation ------------------------------------------------------------
+    def _node(self, node: Node, env: dict, x1, x2, need_ntk: bool) -> Cov:
+        ctx = self.ctx[node.id]
+        op = node.op
+        if not node.inputs:
+            nngp = op.covariance(x1, x2, ctx.layout_out)
+            return Cov(nngp, jnp.zeros_like(nngp) if need_ntk else None, None, None)
+        rank = ctx.in_shapes[0].rank
+        ks = [self._convert(env[i], self.layout[i], ctx.layout_in, rank) for i in node.inputs]
+        if op.arity == 1:
+            return op.kernel(ks[0], ctx)
+        return op.kernel_fanin(tuple(ks), ctx)
+
+    @staticmethod
+    def _convert(k: Cov, have: str, want: str, rank: int) -> Cov:
+        if have == want:
+            return k
+        ntk = None if k.ntk is None else to_layout(k.ntk, rank, have, want)
+        return Cov(to_layout(k.nngp, rank, have, want), ntk, k.var1, k.var2)
+
+    def run(self, steps, env: dict, x1, x2, need_ntk: bool, variances, record: dict | None):
+        """Evaluate `steps` into `env`.
+
+        Self pass: `variances` is None; each recorded node's variance is the
+        diagonal of its own nngp (x1 = x2 is one example) and goes to `record`.
+        Cross pass: `variances` = (vars1, vars2), recorded by self passes."""
+        for step in steps:
+            if isinstance(step, Scan):
+                self._scan(step, env, x1, x2, need_ntk, variances, record)
+                continue
+            node = self.graph.nodes[step]
+            k = self._node(node, env, x1, x2, need_ntk)
+            var1 = var2 = None
+            if step in self.recorded:
+                if variances is None:
+                    var1 = var2 = to_layout(k.nngp, node.shape.rank, self.layout[step], DIAG)[:, 0]
+                    record[step] = var1
+                else:
+                    var1, var2 = variances[0][step], variances[1][step]
+            env[step] = Cov(k.nngp, k.ntk, var1, var2)
+
+    def _scan(self, scan: Scan, env, x1, x2, need_ntk, variances, record):
+        def body(carry, xs):
+            local = {scan.entry: carry}
+            inner = {} if variances is None else None
+            self.run(scan.body, local, x1, x2, need_ntk, xs, inner)
+            return local[scan.out], inner
+
+        xs = None
+        if variances is not None:  # (n, length, ...) -> (length, n, ...)
+            xs = tuple(jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), v[scan.key]) for v in variances)
+        final, ys = lax.scan(body, env[scan.entry], xs, length=scan.length)
+        if record is not None:
+            record[scan.key] = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), ys)
+        env[scan.final] = final
+
+    # -- the two passes ----------------------------------------------------------
+    def self_pass(self, x):
+        """Per-example variances of every recorded node, for a batch x (n, *input)."""
+        def one(example):
+            record: dict = {}
+            self.run(self.steps, {}, example[None], example[None], False, None, record)
+            return jax.tree.map(lambda a: a[0], record)
+        return jax.vmap(one)(x)
+
+    def cross_pass(self, x1, x2, vars1, vars2, need_ntk: bool):
+        """(nngp, ntk or None) of the output on the tile (x1, x2), each (n1, n2)."""
+        env: dict = {}
+        self.run(self.steps, env, x1, x2, need_ntk, (vars1, vars2), None)
+        out = env[self.graph.output.id]
+        return out.nngp, out.ntk

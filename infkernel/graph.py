@@ -1,0 +1,229 @@
+"""The layer graph: typed, shape-inferred nodes, built from text or from Python.
+
+`serial(...)` and the parser both produce a list of layers: op instances and
+the blocks `Repeat`, `Residual` and `Parallel`. `build` turns that list into a
+flat DAG of `Node`s. Blocks are graph structure, not rules: a residual block
+becomes its branch plus a `sum` node, a parallel block its branches plus a
+`sum` or `concat` node, and a repeat its unrolled iterations, each node
+tagged with (repeat group, iteration) so that the compiler can scan over them.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .errors import SpecError, Where
+from .ops import REGISTRY, Concat, Input, Op, Shape, Sum
+
+
+@dataclass(frozen=True)
+class At:
+    """A layer with the place in the spec text it came from."""
+
+    layer: Any
+    where: Where | None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    count: int
+    layers: tuple
+    where: Where | None = None
+
+    def __init__(self, count: int, *layers, where: Where | None = None):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SpecError(f"repeat count must be a positive integer, got {count!r}", where)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "layers", tuple(layers))
+        object.__setattr__(self, "where", where)
+
+
+@dataclass(frozen=True)
+class Residual:
+    """x + branch(x)."""
+
+    layers: tuple
+    where: Where | None = None
+
+    def __init__(self, *layers, where: Where | None = None):
+        object.__setattr__(self, "layers", tuple(layers))
+        object.__setattr__(self, "where", where)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Branches applied to the same input, joined by `mode`: "sum" or "concat"."""
+
+    mode: str
+    branches: tuple
+    where: Where | None = None
+
+    def __init__(self, mode: str, *branches: Sequence, where: Where | None = None):
+        if mode not in ("sum", "concat"):
+            raise SpecError(f"parallel blocks join by sum or concat, not {mode!r}", where)
+        if len(branches) < 2:
+            raise SpecError(f"a parallel block needs at least two branches, got {len(branches)}", where)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "branches", tuple(tuple(b) for b in branches))
+        object.__setattr__(self, "where", where)
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    op: Op
+    inputs: tuple[int, ...]
+    shape: Shape
+    where: Where | None = None
+    scope: tuple[tuple[int, int], ...] = ()  # ((repeat group, iteration), ...), outermost first
+
+
+@dataclass
+class Graph:
+    nodes: list[Node]
+    parameterization: str = "ntk"
+    lets: dict = field(default_factory=dict)
+
+    @property
+    def input(self) -> Input:
+        return self.nodes[0].op
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.nodes[0].op.dims
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def consumers(self) -> dict[int, list[int]]:
+        users = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                users[i].append(n.id)
+        return users
+
+    def summary(self) -> str:
+        """A table of node, op, arguments and output shape, like a model summary."""
+        rows = [("#", "op", "arguments", "inputs", "output")]
+        shown_groups = set()
+        for n in self.nodes:
+            if any(it > 0 for _, it in n.scope):
+                continue
+            for depth, (group, _) in enumerate(n.scope):
+                if group not in shown_groups:
+                    shown_groups.add(group)
+                    count = 1 + max(it for m in self.nodes for g, it in m.scope if g == group)
+                    rows.append(("", "  " * depth + f"repeat x{count}:", "", "", ""))
+            indent = "  " * len(n.scope)
+            rows.append((str(n.id), indent + n.op.name, n.op.args_text(),
+                         ",".join(map(str, n.inputs)), str(n.shape)))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.append(f"{len(self.nodes)} nodes, parameterization {self.parameterization}, "
+                     f"input {self.nodes[0].shape}, output {self.output.shape}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class _Builder:
+    def __init__(self, parameterization: str):
+        if parameterization not in ("ntk", "standard"):
+            raise SpecError(f"unknown parameterization {parameterization!r}", hint="expected ntk or standard")
+        self.parameterization = parameterization
+        self.nodes: list[Node] = []
+        self.groups = itertools.count()
+
+    def add(self, op: Op, inputs: tuple[int, ...], where, scope) -> int:
+        in_shapes = tuple(self.nodes[i].shape for i in inputs)
+        try:
+            shape = op.shape(in_shapes, self.parameterization)
+            if op.needs_centred_input and not self.fresh(inputs[0]):
+                raise SpecError(f"{op.name} needs a centred input from a dense or conv layer; "
+                                f"its input comes from {self.nodes[inputs[0]].op.name}")
+        except SpecError as e:
+            raise e.at(where) from None
+        self.nodes.append(Node(len(self.nodes), op, inputs, shape, where, scope))
+        return len(self.nodes) - 1
+
+    def fresh(self, node_id: int) -> bool:
+        node = self.nodes[node_id]
+        if node.op.fresh == "inherit":
+            return all(self.fresh(i) for i in node.inputs)
+        return node.op.fresh == "yes"
+
+    def join(self, op: Op, inputs: list[int], where, scope, what: str) -> int:
+        stale = [i for i in inputs if not self.fresh(i)]
+        if isinstance(op, Sum) and len(stale) > 1:
+            raise SpecError(f"the {what} adds {len(stale)} inputs that do not end in a dense or conv layer; "
+                            "their covariance is not the sum of their kernels", where,
+                            "end all but one branch with a dense or conv layer")
+        return self.add(op, tuple(inputs), where, scope)
+
+    def chain(self, layers, x: int, scope) -> int:
+        for layer in layers:
+            x = self.layer(layer, x, scope)
+        return x
+
+    def layer(self, layer, x: int, scope, where=None) -> int:
+        if isinstance(layer, At):
+            return self.layer(layer.layer, x, scope, layer.where)
+        if isinstance(layer, Repeat):
+            group = next(self.groups)
+            for it in range(layer.count):
+                x = self.chain(layer.layers, x, scope + ((group, it),))
+            return x
+        if isinstance(layer, Residual):
+            y = self.chain(layer.layers, x, scope)
+            if self.nodes[y].shape != self.nodes[x].shape:
+                raise SpecError(f"residual branch changes the shape from {self.nodes[x].shape} "
+                                f"to {self.nodes[y].shape}", layer.where or where)
+            return self.join(Sum(), [x, y], layer.where or where, scope, "residual block")
+        if isinstance(layer, Parallel):
+            outs = [self.chain(branch, x, scope) for branch in layer.branches]
+            op = Sum() if layer.mode == "sum" else Concat()
+            return self.join(op, outs, layer.where or where, scope, "parallel sum")
+        if isinstance(layer, Op):
+            if layer.arity != 1:
+                raise SpecError(f"{layer.name} is not a layer: it joins branches", where)
+            return self.add(layer, (x,), where, scope)
+        raise SpecError(f"not a layer: {layer!r}", where)
+
+
+def build(layers: Sequence, input_shape, parameterization: str = "ntk", lets: dict | None = None,
+          input_where: Where | None = None) -> Graph:
+    """The graph of `layers` applied to an input of shape `input_shape` (channels last)."""
+    dims = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    builder = _Builder(parameterization)
+    try:
+        builder.add(Input(dims), (), input_where, ())
+    except SpecError as e:
+        raise e.at(input_where) from None
+    x = builder.chain(layers, 0, ())
+    return Graph(builder.nodes, parameterization, dict(lets or {}))
+
+
+def serial(*layers, input_shape=None, parameterization: str = "ntk") -> Graph:
+    """The graph of `layers` in sequence, from Python instead of text::
+
+        g = ik.serial(ik.Conv((3, 3), padding="same"), ik.Relu(), ik.Gap(), ik.Dense(),
+                      input_shape=(8, 8, 3))
+
+    The input shape comes from `input_shape` or from a leading `ik.Input(dims)`.
+    """
+    if layers and isinstance(layers[0], Input):
+        input_shape, layers = layers[0].dims, layers[1:]
+    if input_shape is None:
+        raise SpecError("serial needs an input shape: input_shape=(...) or a leading Input(...)")
+    return build(layers, input_shape, parameterization)
+
+
+def op(name: str, **kwargs) -> Op:
+    """An op by its DSL keyword, e.g. op("leaky_relu", alpha=0.1)."""
+    if name not in REGISTRY:
+        raise SpecError(f"unknown op {name!r}")
+    return REGISTRY[name](**kwargs)

@@ -1,0 +1,96 @@
+"""`compile`: from a spec to a function that computes K_inf."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .compiler import Program
+from .engine import Engine
+from .errors import SpecError
+from .graph import Graph
+
+KINDS = ("nngp", "ntk")
+
+
+class Kernel(NamedTuple):
+    """The infinite-width kernels, each (n1, n2); a kind not asked for is None."""
+
+    nngp: np.ndarray | None
+    ntk: np.ndarray | None
+
+
+def as_graph(spec, **overrides) -> Graph:
+    """A Graph from a Graph, spec text, or a path to a spec file."""
+    if isinstance(spec, Graph):
+        if overrides:
+            raise SpecError("overrides apply to spec text, not to a built graph")
+        return spec
+    from .lang import parse
+    return parse(spec, **overrides)
+
+
+def check_get(get) -> tuple[str, ...]:
+    get = (get,) if isinstance(get, str) else tuple(get)
+    unknown = [g for g in get if g not in KINDS]
+    if unknown or not get:
+        raise SpecError(f"get must name nngp and/or ntk, got {get!r}")
+    return get
+
+
+def check_inputs(x, dims: tuple[int, ...], name: str) -> np.ndarray:
+    """x as a float numpy array of shape (n, *dims), or a SpecError naming both shapes."""
+    try:
+        x = np.asarray(x)
+    except Exception as e:
+        raise SpecError(f"{name} is not an array: {e}") from None
+    if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
+        raise SpecError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim != len(dims) + 1 or tuple(x.shape[1:]) != dims:
+        expected = "x".join(map(str, dims))
+        raise SpecError(f"{name} has shape {x.shape}, but the spec's input is {expected}: "
+                        f"expected (n, {', '.join(map(str, dims))})")
+    if x.shape[0] == 0:
+        raise SpecError(f"{name} holds no examples")
+    bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    if bad.any():
+        raise SpecError(f"{name} contains NaN or inf (row {int(np.argmax(bad))})")
+    return x
+
+
+class KernelFn:
+    """The compiled kernel of one graph. Call it on inputs::
+
+        kfn = infkernel.compile("specs/cntk_gap.ik", depth=3)
+        k = kfn(x1)                  # K(x1, x1): k.nngp, k.ntk, each (n1, n1)
+        k = kfn(x1, x2, get="nngp")  # only the NNGP; the NTK is not computed
+    """
+
+    def __init__(self, graph: Graph):
+        if graph.output.shape.rank:
+            raise SpecError(f"the network's output still has spatial axes ({graph.output.shape})",
+                            graph.output.where, "end it with flatten or gap, then dense")
+        self.graph = graph
+        self.program = Program(graph)
+        self.engine = Engine(self.program)
+
+    def __call__(self, x1, x2=None, get=KINDS, dtype: str = "float32", batch_size: int | None = None,
+                 memory=None, progress: bool | None = None) -> Kernel:
+        get = check_get(get)
+        dims = self.graph.input_shape
+        x1 = check_inputs(x1, dims, "x1")
+        x2 = None if x2 is None else check_inputs(x2, dims, "x2")
+        nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress)
+        return Kernel(nngp if "nngp" in get else None, ntk)
+
+    def __repr__(self) -> str:
+        return f"KernelFn(input {self.graph.nodes[0].shape}, {len(self.graph.nodes)} nodes)"
+
+
+def compile(spec, **overrides) -> KernelFn:  # noqa: A001 - the library's verb
+    """Compile a spec (text, a path to a .ik file, or a Graph) into a KernelFn.
+
+    `overrides` replace `let` values of the spec, e.g. compile(path, depth=3)."""
+    return KernelFn(as_graph(spec, **overrides))

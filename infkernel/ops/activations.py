@@ -1,0 +1,200 @@
+"""Elementwise activations.
+
+Each activation supplies its dual kernel (Cho & Saul 2009; Daniely et al.
+2016): for (u, v) ~ N(0, [[v1, c], [c, v2]]),
+    k(c, v1, v2)    = E[phi(u) phi(v)],
+    kdot(c, v1, v2) = E[phi'(u) phi'(v)],
+and the layer maps Sigma' = k(Sigma, var1, var2), Theta' = kdot * Theta
+(Jacot et al. 2018, Theorem 1; Arora et al. 2019, Eq. (5)).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import erf
+
+from .base import Cov, Ctx, Op, check, outer_vars, register
+
+
+class Activation(Op):
+    """An elementwise activation: subclasses give `fn` and `dual`."""
+
+    def fn(self, x):
+        raise NotImplementedError
+
+    def dual(self, c, v1, v2, need_dot: bool):
+        """(k, kdot or None), elementwise with broadcasting."""
+        raise NotImplementedError
+
+    def kernel(self, k: Cov, ctx: Ctx) -> Cov:
+        v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
+        nngp, kdot = self.dual(k.nngp, v1, v2, k.ntk is not None)
+        return Cov(nngp, None if k.ntk is None else kdot * k.ntk, None, None)
+
+    def apply(self, params, x, ctx):
+        return self.fn(x)
+
+
+def _safe_sqrt(a):
+    return jnp.sqrt(jnp.maximum(a, 0))
+
+
+def _angle(c, v1, v2):
+    """(sqrt(v1 v2), theta = arccos of the correlation clipped to [-1, 1]).
+    A zero variance gives correlation 0 instead of 0/0."""
+    norm = _safe_sqrt(v1 * v2)
+    rho = jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1), 0)
+    return norm, jnp.arccos(jnp.clip(rho, -1, 1))
+
+
+def abrelu_dual(a: float, b: float, c, v1, v2, need_dot: bool):
+    """phi(x) = a x for x < 0, b x for x >= 0, as b relu(x) - a relu(-x):
+    k = (a^2 + b^2) J1(theta) - 2ab sqrt(v1 v2)(sin t - t cos t)/(2 pi),
+    J1 the arc-cosine kernel of degree 1 (Cho & Saul 2009, Eq. (6));
+    kdot = ((a^2 + b^2)(pi - theta) + 2ab theta) / (2 pi)."""
+    norm, t = _angle(c, v1, v2)
+    sin, cos = jnp.sin(t), jnp.cos(t)
+    same = norm * (sin + (math.pi - t) * cos) / (2 * math.pi)
+    k = (a * a + b * b) * same
+    if a != 0:
+        k = k - 2 * a * b * norm * (sin - t * cos) / (2 * math.pi)
+    kdot = None
+    if need_dot:
+        kdot = ((a * a + b * b) * (math.pi - t) + 2 * a * b * t) / (2 * math.pi)
+    return k, kdot
+
+
+@register
+@dataclass(frozen=True)
+class Relu(Activation):
+    """max(x, 0); Cho & Saul 2009, arc-cosine kernel of degree 1."""
+
+    name = "relu"
+
+    def fn(self, x):
+        return jax.nn.relu(x)
+
+    def dual(self, c, v1, v2, need_dot):
+        return abrelu_dual(0.0, 1.0, c, v1, v2, need_dot)
+
+
+@register
+@dataclass(frozen=True)
+class LeakyRelu(Activation):
+    """x for x >= 0, alpha x otherwise (abrelu with a = alpha, b = 1)."""
+
+    name = "leaky_relu"
+    positional = {"number": "alpha"}
+    alpha: float = 0.01
+
+    def fn(self, x):
+        return jnp.where(x >= 0, x, self.alpha * x)
+
+    def dual(self, c, v1, v2, need_dot):
+        return abrelu_dual(self.alpha, 1.0, c, v1, v2, need_dot)
+
+
+@register
+@dataclass(frozen=True)
+class Abrelu(Activation):
+    """a x for x < 0, b x for x >= 0 (neural-tangents' ABRelu)."""
+
+    name = "abrelu"
+    a: float
+    b: float
+
+    def fn(self, x):
+        return jnp.where(x >= 0, self.b * x, self.a * x)
+
+    def dual(self, c, v1, v2, need_dot):
+        return abrelu_dual(self.a, self.b, c, v1, v2, need_dot)
+
+
+@register
+@dataclass(frozen=True)
+class Erf(Activation):
+    """The error function; Williams 1997, Eq. (11):
+    k = (2/pi) arcsin(2c / sqrt((1 + 2 v1)(1 + 2 v2))),
+    kdot = (4/pi) / sqrt((1 + 2 v1)(1 + 2 v2) - 4 c^2)."""
+
+    name = "erf"
+
+    def fn(self, x):
+        return erf(x)
+
+    def dual(self, c, v1, v2, need_dot):
+        prod = (1 + 2 * v1) * (1 + 2 * v2)
+        k = (2 / math.pi) * jnp.arcsin(jnp.clip(2 * c / jnp.sqrt(prod), -1, 1))
+        kdot = (4 / math.pi) / _safe_sqrt(prod - 4 * c * c) if need_dot else None
+        return k, kdot
+
+
+@register
+@dataclass(frozen=True)
+class Gelu(Activation):
+    """x Phi(x), exact (not the tanh approximation); Tsuchida et al. 2020,
+    "Avoiding kernel fixed points", Sec. 4, in the form of neural-tangents:
+    with P = v1 v2, P1 = (1 + v1)(1 + v2), D^2 = P1 - c^2, A = atan2(c, D):
+    k = c/4 + (c^2 + P D^2) / (2 pi P1 D) + c A / (2 pi),
+    kdot = 1/4 + A/(2 pi) + c/(2 pi D) (1/D^2 + (1 - P)/P1 + 1)."""
+
+    name = "gelu"
+
+    def fn(self, x):
+        return jax.nn.gelu(x, approximate=False)
+
+    def dual(self, c, v1, v2, need_dot):
+        prod, prod1 = v1 * v2, (1 + v1) * (1 + v2)
+        d2 = prod1 - c * c
+        d = _safe_sqrt(d2)
+        angle = jnp.arctan2(c, d)
+        k = c / 4 + ((c * c + prod * d2) / (prod1 * d) + c * angle) / (2 * math.pi)
+        kdot = None
+        if need_dot:
+            kdot = 0.25 + angle / (2 * math.pi) + c / d / (2 * math.pi) * (1 / d2 + (1 - prod) / prod1 + 1)
+        return k, kdot
+
+
+@register
+@dataclass(frozen=True)
+class Sin(Activation):
+    """a sin(b x + c). With E[cos(b(u -/+ v))] = exp(-b^2 (v1 + v2 -/+ 2 s) / 2):
+    k = a^2/2 (e^{-b^2(v1+v2-2s)/2} - cos(2c) e^{-b^2(v1+v2+2s)/2}),
+    kdot = a^2 b^2/2 (e^{-b^2(v1+v2-2s)/2} + cos(2c) e^{-b^2(v1+v2+2s)/2})."""
+
+    name = "sin"
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def fn(self, x):
+        return self.a * jnp.sin(self.b * x + self.c)
+
+    def dual(self, s, v1, v2, need_dot):
+        b2 = self.b ** 2
+        minus = jnp.exp(-b2 * (v1 + v2 - 2 * s) / 2)
+        plus = math.cos(2 * self.c) * jnp.exp(-b2 * (v1 + v2 + 2 * s) / 2)
+        k = self.a ** 2 / 2 * (minus - plus)
+        kdot = self.a ** 2 * b2 / 2 * (minus + plus) if need_dot else None
+        return k, kdot
+
+
+@register
+@dataclass(frozen=True)
+class Identity(Activation):
+    """x: leaves both kernels unchanged."""
+
+    name = "identity"
+    fresh = "inherit"
+
+    def fn(self, x):
+        return x
+
+    def kernel(self, k, ctx):
+        return Cov(k.nngp, k.ntk, None, None)
+
+    def dual(self, c, v1, v2, need_dot):
+        return c, (jnp.ones_like(c) if need_dot else None)

@@ -1,0 +1,234 @@
+"""The one extension point: an op is one registered, final class.
+
+A class carries everything about its op: the DSL keyword (`name`, which is
+also the registry key and, without underscores, the lower-cased class name),
+its arguments (dataclass fields), its shape rule (`shape`), its finite-width
+forward pass (`init`, `apply`) and its infinite-width kernel rule (`kernel`).
+The parser, the graph builder, the compiler, the finite network and the tests
+all iterate `REGISTRY`.
+
+Kernel state. For a tile of input pairs (x1[a], x2[b]) a node's kernels are
+held in one of two layouts (chosen by the compiler, see `infkernel.analysis`):
+
+- DIAG: covariances of the same spatial position, shape (n1, n2, *S);
+- PAIRS: covariances of every pair of positions, shape (n1, n2, *S, *S).
+
+A node without spatial axes has S = () and both layouts coincide. Beside the
+cross kernels, `Cov` holds each input's own variance at every position,
+`var1` (n1, *S) and `var2` (n2, *S), which activations need. They are
+precomputed once per example (Arora et al. 2019, Appendix) and looked up per
+tile, so a rule only computes `nngp` and `ntk` from its input `Cov`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import jax.numpy as jnp
+
+from ..errors import SpecError
+
+DIAG, PAIRS = "diag", "pairs"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One example's shape: spatial extent and channel count (None: unknown or infinite)."""
+
+    spatial: tuple[int, ...]
+    channels: int | None
+
+    @property
+    def rank(self) -> int:
+        return len(self.spatial)
+
+    def __str__(self) -> str:
+        c = "inf" if self.channels is None else str(self.channels)
+        return "x".join([*map(str, self.spatial), c])
+
+
+class Cov(NamedTuple):
+    """Kernels of one node on a tile of input pairs (see the module docstring)."""
+
+    nngp: Any
+    ntk: Any  # None when only the NNGP is asked for
+    var1: Any
+    var2: Any
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a rule may know about its node besides its arguments."""
+
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    layout_in: str
+    layout_out: str
+    parameterization: str  # "ntk" | "standard"
+
+    @property
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
+
+
+REGISTRY: dict[str, type["Op"]] = {}
+
+
+def register(cls):
+    """Class decorator: add an op to the registry under its DSL keyword."""
+    key = cls.name
+    if cls.__name__.lower() != key.replace("_", ""):
+        raise TypeError(f"op class {cls.__name__} must be named after its keyword {key!r}")
+    if key in REGISTRY:
+        raise TypeError(f"op {key!r} registered twice")
+    REGISTRY[key] = cls
+    return cls
+
+
+class Op:
+    """Base of every op. Subclasses are frozen dataclasses whose fields are the
+    op's keyword arguments (types from the annotations, defaults from the
+    fields); `positional` maps a positional token kind ('dims', 'int', 'word')
+    to the field it fills, e.g. `conv 3x3 same`."""
+
+    name: ClassVar[str]
+    arity: ClassVar[int] = 1  # number of inputs; -1: any number >= 2
+    positional: ClassVar[dict[str, str]] = {}
+    keyword: ClassVar[bool] = True  # written as a statement in the language
+    # Layout this op needs at its input: None means "the layout of its own output".
+    needs_layout: ClassVar[str | None] = None
+    # Is the output a fresh zero-mean linear map, independent of everything
+    # else ("yes": dense, conv), a linear image of its inputs ("inherit"), or
+    # neither ("no")? Sums and layernorm are exact only on fresh inputs.
+    fresh: ClassVar[str] = "no"
+    needs_centred_input: ClassVar[bool] = False
+
+    def validate(self) -> None:
+        """Check argument values; raise SpecError. Called on construction."""
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- shape -----------------------------------------------------------
+    def shape(self, in_shapes: tuple[Shape, ...], parameterization: str) -> Shape:
+        return in_shapes[0]
+
+    # -- infinite width --------------------------------------------------
+    def kernel(self, k: Cov, ctx: Ctx) -> Cov:
+        raise NotImplementedError
+
+    def kernel_fanin(self, ks: tuple[Cov, ...], ctx: Ctx) -> Cov:
+        """Rule of an op with several inputs (arity != 1)."""
+        raise NotImplementedError
+
+    # -- finite width ----------------------------------------------------
+    def init(self, key, ctx: Ctx):
+        """Parameters of the finite layer (a pytree; () for none)."""
+        return ()
+
+    def apply(self, params, x, ctx: Ctx):
+        raise NotImplementedError
+
+    # -- description -----------------------------------------------------
+    def args_text(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                parts.append(f"{f.name}={_fmt(value)}")
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.args_text()}".strip()
+
+
+def _fmt(value) -> str:
+    if isinstance(value, tuple):
+        return "x".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def check(condition: bool, message: str, hint: str | None = None) -> None:
+    if not condition:
+        raise SpecError(message, hint=hint)
+
+
+# -- shared numerics -------------------------------------------------------
+
+def padding_amounts(length: int, window: int, stride: int, padding: str) -> tuple[int, int, int]:
+    """(pad_lo, pad_hi, out_length) of one spatial axis, as lax.conv computes them."""
+    if padding == "valid":
+        return 0, 0, (length - window) // stride + 1
+    out = -(-length // stride)
+    total = max((out - 1) * stride + window - length, 0)
+    return total // 2, total - total // 2, out
+
+
+def _pad(a, axes: tuple[int, ...], lo: int, hi: int, padding: str):
+    if lo == hi == 0:
+        return a
+    widths = [(0, 0)] * a.ndim
+    for ax in axes:
+        widths[ax] = (lo, hi)
+    return jnp.pad(a, widths, mode="wrap" if padding == "circular" else "constant")
+
+
+def window_mean(a, axes: tuple[int, ...], window: int, stride: int, padding: str):
+    """Mean over a 1-D window that moves the given axes together.
+
+    With one axis this is average pooling along it. With two axes (i, j) it is
+    K'[i, j] = mean_t K[s*i + t, s*j + t]: the same tap shifts both positions,
+    which is how a convolution with weights independent across taps acts on
+    pairs of positions. Zero padding counts in the mean (the convention of
+    neural-tangents and of lax.conv with zero padding); circular padding wraps.
+    """
+    length = a.shape[axes[0]]
+    lo, hi, out = padding_amounts(length, window, stride, padding)
+    a = _pad(a, axes, lo, hi, padding)
+    total = 0
+    for t in range(window):
+        index = [slice(None)] * a.ndim
+        for ax in axes:
+            index[ax] = slice(t, t + stride * (out - 1) + 1, stride)
+        total = total + a[tuple(index)]
+    return total / window
+
+
+def spatial_axes(ndim_batch: int, rank: int, layout: str) -> list[tuple[int, ...]]:
+    """For each spatial axis d, the array axes that carry it: (i_d,) in DIAG,
+    (i_d, j_d) in PAIRS, after `ndim_batch` leading batch axes."""
+    if layout == PAIRS:
+        return [(ndim_batch + d, ndim_batch + rank + d) for d in range(rank)]
+    return [(ndim_batch + d,) for d in range(rank)]
+
+
+def outer_vars(k: Cov, rank: int, layout: str):
+    """var1 and var2 reshaped to broadcast against k.nngp."""
+    v1, v2 = k.var1, k.var2
+    n1, n2 = v1.shape[0], v2.shape[0]
+    spatial1, spatial2 = v1.shape[1:], v2.shape[1:]
+    if layout == PAIRS:
+        return (v1.reshape((n1, 1) + spatial1 + (1,) * rank),
+                v2.reshape((1, n2) + (1,) * rank + spatial2))
+    return v1.reshape((n1, 1) + spatial1), v2.reshape((1, n2) + spatial2)
+
+
+def pairs_diagonal(a, rank: int):
+    """The same-position entries (n1, n2, *S) of a PAIRS array (n1, n2, *S, *S)."""
+    spatial = a.shape[2:2 + rank]
+    p = math.prod(spatial)
+    flat = a.reshape(a.shape[:2] + (p, p))
+    return jnp.diagonal(flat, axis1=2, axis2=3).reshape(a.shape[:2] + spatial)
+
+
+def to_layout(a, rank: int, have: str, want: str):
+    """Convert a kernel array between layouts (only PAIRS -> DIAG is possible)."""
+    if have == want or rank == 0:
+        return a
+    if have == PAIRS and want == DIAG:
+        return pairs_diagonal(a, rank)
+    raise AssertionError(f"cannot derive {want} covariances from {have}")

@@ -1,0 +1,37 @@
+"""Layer normalization over channels, at each position."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+
+from .base import Cov, Op, outer_vars, register
+
+
+@register
+@dataclass(frozen=True)
+class Layernorm(Op):
+    """x -> (x - mean_c x) / std_c x over the channels of each position.
+
+    For a centred input (the graph builder requires it to come from a fresh
+    dense or conv layer) the channel mean vanishes at infinite width and the
+    channel variance tends to the input's variance, so
+    Sigma'[i, j] = Sigma[i, j] / sqrt(var1[i] var2[j]), and the same for Theta
+    (Novak et al. 2020, neural-tangents `LayerNorm`). A zero-variance input
+    maps to zero.
+    """
+
+    name = "layernorm"
+    needs_centred_input = True
+    eps: float = 0.0
+
+    def kernel(self, k, ctx):
+        v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
+        prod = v1 * v2
+        scale = jnp.where(prod > 0, 1 / jnp.sqrt(jnp.where(prod > 0, prod, 1)), 0)
+        return Cov(k.nngp * scale, None if k.ntk is None else k.ntk * scale, None, None)
+
+    def apply(self, params, x, ctx):
+        centred = x - jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(centred ** 2, axis=-1, keepdims=True)
+        return jnp.where(var > 0, centred / jnp.sqrt(var + self.eps), 0.0)

@@ -1,0 +1,124 @@
+"""Average pooling, global average pooling, flatten.
+
+Pooling mixes positions, so it needs covariances of pairs of positions
+(Arora et al. 2019, Sec. 4 and App. A, "CNTK-GAP"): avgpool maps
+K'[i, j] = mean_{a, b in window} K[s i + a, s j + b], which separates into one
+1-D pass per spatial axis for each side. Flatten keeps only same-position
+covariances: K' = mean_i K[i, i] (Novak et al. 2019, "Bayesian deep CNNs",
+Sec. 3.1).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+from jax import lax
+
+from .base import DIAG, PAIRS, Cov, Op, Shape, check, pairs_diagonal, padding_amounts, register, to_layout, window_mean
+
+
+@register
+@dataclass(frozen=True)
+class Avgpool(Op):
+    """Average pooling; zero padding counts in the average."""
+
+    name = "avgpool"
+    positional = {"dims": "window", "int": "window", "word": "padding"}
+    needs_layout = PAIRS
+    fresh = "inherit"
+    window: tuple[int, ...]
+    stride: tuple[int, ...] | int | None = None
+    padding: str = "valid"
+
+    def validate(self):
+        check(len(self.window) >= 1 and min(self.window) >= 1, f"avgpool window must be positive, got {self.window}")
+        check(self.padding in ("valid", "same"), f"avgpool padding must be valid or same, got {self.padding!r}")
+        if self.stride is not None:
+            strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
+            check(min(strides) >= 1, f"stride must be positive, got {self.stride}")
+            check(isinstance(self.stride, int) or len(self.stride) == len(self.window),
+                  f"stride {self.stride} and window {self.window} have different ranks")
+
+    def strides(self) -> tuple[int, ...]:
+        if self.stride is None:
+            return self.window
+        return self.stride if isinstance(self.stride, tuple) else (self.stride,) * len(self.window)
+
+    def shape(self, in_shapes, parameterization):
+        s = in_shapes[0]
+        check(s.rank == len(self.window), f"a {len(self.window)}-D avgpool window {self.window} on a {s.rank}-D input {s}")
+        out = []
+        for length, k, st in zip(s.spatial, self.window, self.strides()):
+            n = padding_amounts(length, k, st, self.padding)[2]
+            check(n >= 1, f"avgpool window {self.window} is larger than its input {s}")
+            out.append(n)
+        return Shape(tuple(out), s.channels)
+
+    def _pool(self, a, rank, layout_out):
+        for d, (i, j) in enumerate(zip(range(2, 2 + rank), range(2 + rank, 2 + 2 * rank))):
+            for axis in (i, j):
+                a = window_mean(a, (axis,), self.window[d], self.strides()[d], self.padding)
+        return to_layout(a, rank, PAIRS, layout_out)
+
+    def kernel(self, k, ctx):
+        rank = ctx.in_shape.rank
+        ntk = None if k.ntk is None else self._pool(k.ntk, rank, ctx.layout_out)
+        return Cov(self._pool(k.nngp, rank, ctx.layout_out), ntk, None, None)
+
+    def apply(self, params, x, ctx):
+        dims = (1, *self.window, 1)
+        strides = (1, *self.strides(), 1)
+        total = lax.reduce_window(x, 0.0, lax.add, dims, strides, self.padding.upper())
+        return total / math.prod(self.window)
+
+
+@register
+@dataclass(frozen=True)
+class Gap(Op):
+    """Global average pooling: K' = mean over all pairs of positions."""
+
+    name = "gap"
+    needs_layout = PAIRS
+    fresh = "inherit"
+
+    def shape(self, in_shapes, parameterization):
+        s = in_shapes[0]
+        check(s.rank > 0, f"gap needs an input with spatial axes, got a vector of {s.channels}")
+        return Shape((), s.channels)
+
+    def kernel(self, k, ctx):
+        axes = tuple(range(2, 2 + 2 * ctx.in_shape.rank))
+        ntk = None if k.ntk is None else jnp.mean(k.ntk, axes)
+        return Cov(jnp.mean(k.nngp, axes), ntk, None, None)
+
+    def apply(self, params, x, ctx):
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+@register
+@dataclass(frozen=True)
+class Flatten(Op):
+    """Flatten positions and channels into one vector: K' = mean_i K[i, i]."""
+
+    name = "flatten"
+    needs_layout = DIAG
+    fresh = "inherit"
+
+    def shape(self, in_shapes, parameterization):
+        s = in_shapes[0]
+        channels = None if s.channels is None else s.channels * math.prod(s.spatial)
+        return Shape((), channels)
+
+    def _flat(self, a, ctx):
+        rank = ctx.in_shape.rank
+        if ctx.layout_in == PAIRS:
+            a = pairs_diagonal(a, rank)
+        return jnp.mean(a, axis=tuple(range(2, 2 + rank)))
+
+    def kernel(self, k, ctx):
+        ntk = None if k.ntk is None else self._flat(k.ntk, ctx)
+        return Cov(self._flat(k.nngp, ctx), ntk, None, None)
+
+    def apply(self, params, x, ctx):
+        return x.reshape(x.shape[0], -1)
