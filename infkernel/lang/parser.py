@@ -82,8 +82,9 @@ def _where(lines: list[str], line: int, column: int) -> Where:
 
 
 def _check_indentation(lines: list[str]) -> None:
-    """Dedents must return to an enclosing level; tabs are refused (ambiguous)."""
-    stack = [0]
+    """Blocks open after a line ending in ':' and close by returning to an
+    enclosing level; tabs are refused (ambiguous)."""
+    stack, opens = [0], False
     for number, line in enumerate(lines, 1):
         body = line.lstrip(" \t")
         if not body or body.startswith("#"):
@@ -92,13 +93,26 @@ def _check_indentation(lines: list[str]) -> None:
         if "\t" in indent:
             raise SpecError("indent with spaces, not tabs", _where(lines, number, 1))
         depth = len(indent)
+        if opens != (depth > stack[-1]):
+            message = "expected an indented block after ':'" if opens else "unexpected indentation"
+            raise SpecError(message, _where(lines, number, depth + 1))
         if depth > stack[-1]:
             stack.append(depth)
-            continue
         while depth < stack[-1]:
             stack.pop()
         if depth != stack[-1]:
             raise SpecError("this line's indentation matches no enclosing block", _where(lines, number, depth + 1))
+        opens = _code(body).endswith(":")
+
+
+def _code(line: str) -> str:
+    """A line without its comment (a '#' outside double quotes)."""
+    quoted = False
+    for i, ch in enumerate(line):
+        quoted ^= ch == '"'
+        if ch == "#" and not quoted:
+            return line[:i].rstrip()
+    return line.rstrip()
 
 
 def _syntax_error(e: UnexpectedInput, lines: list[str]) -> SpecError:
