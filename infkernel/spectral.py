@@ -98,6 +98,11 @@ def train_residual(lam: np.ndarray, V: np.ndarray, r0: np.ndarray, t) -> np.ndar
 # --------------------------------------------------------------------------
 
 
+def _check_dim(d: int) -> None:
+    if d < 2:
+        raise ValueError(f"sphere S^(d-1) needs d >= 2, got d={d}")
+
+
 def _comb(n: int, r: int) -> int:
     return math.comb(n, r) if 0 <= r <= n else 0
 
@@ -112,8 +117,7 @@ def sphere_multiplicity(d: int, k) -> np.ndarray:
     Ch. 2); ``2k+1`` for ``d = 3``, ``2`` for ``d = 2, k >= 1``. Returned as
     float64 (it overflows int64 for large ``d``), with the shape of ``k``.
     """
-    if d < 2:
-        raise ValueError(f"sphere S^(d-1) needs d >= 2, got d={d}")
+    _check_dim(d)
     ks = np.asarray(k, dtype=int)
     n = [_comb(kk + d - 1, d - 1) - _comb(kk + d - 3, d - 1) for kk in ks.ravel()]
     return np.array(n, dtype=float).reshape(ks.shape)
@@ -156,8 +160,7 @@ def funk_hecke_eigenvalues(
 
     ``kappa`` must accept a numpy array of cosines in ``[-1, 1]``.
     """
-    if d < 2:
-        raise ValueError(f"sphere S^(d-1) needs d >= 2, got d={d}")
+    _check_dim(d)
     b = (d - 3) / 2
     n_nodes = 400 + 2 * k_max if n_nodes is None else n_nodes
     t, w = special.roots_jacobi(n_nodes, b, b)
