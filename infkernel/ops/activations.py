@@ -29,6 +29,16 @@ class Activation(Op):
         """(k, kdot or None), elementwise with broadcasting."""
         raise NotImplementedError
 
+    note: str = "closed form"
+
+    def dual_expr(self, c, v1, v2):
+        """(k, kdot) as sympy expressions, for `infkernel explain`."""
+        raise NotImplementedError
+
+    def explain(self, ctx, ins):
+        k, kdot = self.dual_expr(ins[0].sigma, ins[0].q1, ins[0].q2)
+        return k, kdot * ins[0].theta, self.note
+
     def kernel(self, k: Cov, ctx: Ctx) -> Cov:
         v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
         nngp, kdot = self.dual(k.nngp, v1, v2, k.ntk is not None)
@@ -67,6 +77,17 @@ def abrelu_dual(a: float, b: float, c, v1, v2, need_dot: bool):
     return k, kdot
 
 
+def abrelu_dual_expr(a: float, b: float, c, v1, v2):
+    """`abrelu_dual` in sympy."""
+    import sympy as sp
+    norm = sp.sqrt(v1 * v2)
+    t = sp.acos(c / norm)
+    a, b = sp.nsimplify(a), sp.nsimplify(b)
+    k = (a * a + b * b) * norm * (sp.sin(t) + (sp.pi - t) * sp.cos(t)) / (2 * sp.pi)
+    k -= 2 * a * b * norm * (sp.sin(t) - t * sp.cos(t)) / (2 * sp.pi)
+    return k, ((a * a + b * b) * (sp.pi - t) + 2 * a * b * t) / (2 * sp.pi)
+
+
 @register
 @dataclass(frozen=True)
 class Relu(Activation):
@@ -77,8 +98,13 @@ class Relu(Activation):
     def fn(self, x):
         return jax.nn.relu(x)
 
+    note = "closed form: arc-cosine kernel of degree 1 (Cho & Saul 2009)"
+
     def dual(self, c, v1, v2, need_dot):
         return abrelu_dual(0.0, 1.0, c, v1, v2, need_dot)
+
+    def dual_expr(self, c, v1, v2):
+        return abrelu_dual_expr(0.0, 1.0, c, v1, v2)
 
 
 @register
@@ -93,8 +119,13 @@ class LeakyRelu(Activation):
     def fn(self, x):
         return jnp.where(x >= 0, x, self.alpha * x)
 
+    note = "closed form: arc-cosine kernel of degree 1 (Cho & Saul 2009)"
+
     def dual(self, c, v1, v2, need_dot):
         return abrelu_dual(self.alpha, 1.0, c, v1, v2, need_dot)
+
+    def dual_expr(self, c, v1, v2):
+        return abrelu_dual_expr(self.alpha, 1.0, c, v1, v2)
 
 
 @register
@@ -109,8 +140,13 @@ class Abrelu(Activation):
     def fn(self, x):
         return jnp.where(x >= 0, self.b * x, self.a * x)
 
+    note = "closed form: arc-cosine kernel of degree 1 (Cho & Saul 2009)"
+
     def dual(self, c, v1, v2, need_dot):
         return abrelu_dual(self.a, self.b, c, v1, v2, need_dot)
+
+    def dual_expr(self, c, v1, v2):
+        return abrelu_dual_expr(self.a, self.b, c, v1, v2)
 
 
 @register
@@ -124,6 +160,13 @@ class Erf(Activation):
 
     def fn(self, x):
         return erf(x)
+
+    note = "closed form (Williams 1997)"
+
+    def dual_expr(self, c, v1, v2):
+        import sympy as sp
+        prod = (1 + 2 * v1) * (1 + 2 * v2)
+        return 2 / sp.pi * sp.asin(2 * c / sp.sqrt(prod)), 4 / sp.pi / sp.sqrt(prod - 4 * c ** 2)
 
     def dual(self, c, v1, v2, need_dot):
         prod = (1 + 2 * v1) * (1 + 2 * v2)
@@ -145,6 +188,17 @@ class Gelu(Activation):
 
     def fn(self, x):
         return jax.nn.gelu(x, approximate=False)
+
+    note = "closed form (Tsuchida et al. 2020)"
+
+    def dual_expr(self, c, v1, v2):
+        import sympy as sp
+        prod, prod1 = v1 * v2, (1 + v1) * (1 + v2)
+        d = sp.sqrt(prod1 - c ** 2)
+        angle = sp.atan(c / d)
+        k = c / 4 + ((c ** 2 + prod * d ** 2) / (prod1 * d) + c * angle) / (2 * sp.pi)
+        kdot = sp.Rational(1, 4) + angle / (2 * sp.pi) + c / d / (2 * sp.pi) * (1 / d ** 2 + (1 - prod) / prod1 + 1)
+        return k, kdot
 
     def dual(self, c, v1, v2, need_dot):
         prod, prod1 = v1 * v2, (1 + v1) * (1 + v2)
@@ -173,6 +227,15 @@ class Sin(Activation):
     def fn(self, x):
         return self.a * jnp.sin(self.b * x + self.c)
 
+    note = "closed form (Gaussian characteristic function)"
+
+    def dual_expr(self, s, v1, v2):
+        import sympy as sp
+        a, b, c = (sp.nsimplify(v) for v in (self.a, self.b, self.c))
+        minus = sp.exp(-b ** 2 * (v1 + v2 - 2 * s) / 2)
+        plus = sp.cos(2 * c) * sp.exp(-b ** 2 * (v1 + v2 + 2 * s) / 2)
+        return a ** 2 / 2 * (minus - plus), a ** 2 * b ** 2 / 2 * (minus + plus)
+
     def dual(self, s, v1, v2, need_dot):
         b2 = self.b ** 2
         minus = jnp.exp(-b2 * (v1 + v2 - 2 * s) / 2)
@@ -193,8 +256,13 @@ class Identity(Activation):
     def fn(self, x):
         return x
 
+    note = "identity"
+
     def kernel(self, k, ctx):
         return Cov(k.nngp, k.ntk, None, None)
+
+    def dual_expr(self, c, v1, v2):
+        return c, 1
 
     def dual(self, c, v1, v2, need_dot):
         return c, (jnp.ones_like(c) if need_dot else None)

@@ -131,6 +131,13 @@ class Op:
     def apply(self, params, x, ctx: Ctx):
         raise NotImplementedError
 
+    # -- printed recursion (infkernel.explain) ------------------------------
+    def explain(self, ctx: Ctx, ins: list) -> tuple:
+        """(Sigma', Theta', note): sympy expressions of the inputs' symbols
+        `ins` (each a `infkernel.explain.Terms`); Theta' is None when the rule
+        has no NTK part of its own. `note` names the path and the source."""
+        raise NotImplementedError
+
     # -- description -----------------------------------------------------
     def args_text(self) -> str:
         parts = []

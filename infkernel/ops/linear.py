@@ -56,6 +56,16 @@ class _Linear(Op):
                 ntk = self.fan_in(ctx) * mean_nngp + w2 * self._mean(k.ntk, ctx) + bias
         return Cov(nngp, ntk, None, None)
 
+    def explain(self, ctx, ins):
+        from ..explain import sp_float, window_mean_of
+        s, t = (window_mean_of(a, self._window(ctx)) for a in (ins[0].sigma, ins[0].theta))
+        w2, b2 = sp_float(self.w_std) ** 2, sp_float(self.b_std or 0) ** 2
+        sigma = w2 * s + b2
+        if ctx.parameterization == "ntk":
+            return sigma, sigma + w2 * t, "affine, ntk parameterization"
+        bias = 0 if self.b_std is None else 1
+        return sigma, self.fan_in(ctx) * s + w2 * t + bias, "affine, standard parameterization (fan_in = %d)" % self.fan_in(ctx)
+
     def init(self, key, ctx: Ctx):
         fan_in, out = self.fan_in(ctx), ctx.out_shape.channels
         kw, kb = jax.random.split(key)

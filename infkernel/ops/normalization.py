@@ -31,6 +31,11 @@ class Layernorm(Op):
         scale = jnp.where(prod > 0, 1 / jnp.sqrt(jnp.where(prod > 0, prod, 1)), 0)
         return Cov(k.nngp * scale, None if k.ntk is None else k.ntk * scale, None, None)
 
+    def explain(self, ctx, ins):
+        import sympy as sp
+        scale = 1 / sp.sqrt(ins[0].q1 * ins[0].q2)
+        return ins[0].sigma * scale, ins[0].theta * scale, "normalised by the variances"
+
     def apply(self, params, x, ctx):
         centred = x - jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(centred ** 2, axis=-1, keepdims=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import lax
 
-from .base import DIAG, PAIRS, Cov, Op, Shape, check, pairs_diagonal, padding_amounts, register, to_layout, window_mean
+from .base import DIAG, PAIRS, Cov, Op, Shape, check, padding_amounts, register, to_layout, window_mean
 
 
 @register
@@ -66,6 +66,11 @@ class Avgpool(Op):
         ntk = None if k.ntk is None else self._pool(k.ntk, rank, ctx.layout_out)
         return Cov(self._pool(k.nngp, rank, ctx.layout_out), ntk, None, None)
 
+    def explain(self, ctx, ins):
+        import sympy as sp
+        pool = sp.Function("pool_" + "x".join(map(str, self.window)))
+        return pool(ins[0].sigma), pool(ins[0].theta), "mean over pairs of window positions (needs pairs of positions)"
+
     def apply(self, params, x, ctx):
         dims = (1, *self.window, 1)
         strides = (1, *self.strides(), 1)
@@ -92,6 +97,11 @@ class Gap(Op):
         ntk = None if k.ntk is None else jnp.mean(k.ntk, axes)
         return Cov(jnp.mean(k.nngp, axes), ntk, None, None)
 
+    def explain(self, ctx, ins):
+        import sympy as sp
+        mean = sp.Function("mean_pairs")
+        return mean(ins[0].sigma), mean(ins[0].theta), "mean over all pairs of positions (Arora et al. 2019, CNTK-GAP)"
+
     def apply(self, params, x, ctx):
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
@@ -110,15 +120,17 @@ class Flatten(Op):
         channels = None if s.channels is None else s.channels * math.prod(s.spatial)
         return Shape((), channels)
 
-    def _flat(self, a, ctx):
-        rank = ctx.in_shape.rank
-        if ctx.layout_in == PAIRS:
-            a = pairs_diagonal(a, rank)
-        return jnp.mean(a, axis=tuple(range(2, 2 + rank)))
+    def _flat(self, a, ctx):  # the compiler hands it same-position covariances
+        return jnp.mean(a, axis=tuple(range(2, 2 + ctx.in_shape.rank)))
 
     def kernel(self, k, ctx):
         ntk = None if k.ntk is None else self._flat(k.ntk, ctx)
         return Cov(self._flat(k.nngp, ctx), ntk, None, None)
+
+    def explain(self, ctx, ins):
+        import sympy as sp
+        mean = sp.Function("mean_diagonal")
+        return mean(ins[0].sigma), mean(ins[0].theta), "mean over same positions (same-position covariances suffice)"
 
     def apply(self, params, x, ctx):
         return x.reshape(x.shape[0], -1)

@@ -38,6 +38,11 @@ class Input(Op):
             return k.reshape((n1, n2) + spatial + spatial) / c
         return jnp.einsum("aic,bic->abi", a, b, precision=hi).reshape((n1, n2) + spatial) / c
 
+    def explain(self, ctx, ins):
+        import sympy as sp
+        x1, x2 = sp.symbols("x x'")
+        return sp.Function("mean_channels")(x1 * x2), sp.Integer(0), "input covariance"
+
     def apply(self, params, x, ctx):
         return x
 
@@ -67,6 +72,9 @@ class Sum(Op):
     def kernel_fanin(self, ks, ctx):
         ntk = None if ks[0].ntk is None else sum(k.ntk for k in ks)
         return Cov(sum(k.nngp for k in ks), ntk, None, None)
+
+    def explain(self, ctx, ins):
+        return sum(t.sigma for t in ins), sum(t.theta for t in ins), "sum of independent branches"
 
     def apply(self, params, xs, ctx):
         return sum(xs)
@@ -104,6 +112,12 @@ class Concat(Op):
         w = self.weights(ctx)
         ntk = None if ks[0].ntk is None else sum(wi * k.ntk for wi, k in zip(w, ks))
         return Cov(sum(wi * k.nngp for wi, k in zip(w, ks)), ntk, None, None)
+
+    def explain(self, ctx, ins):
+        import sympy as sp
+        w = [sp.nsimplify(v) for v in self.weights(ctx)]
+        return (sum(wi * t.sigma for wi, t in zip(w, ins)), sum(wi * t.theta for wi, t in zip(w, ins)),
+                "channel-weighted mean of the branches")
 
     def apply(self, params, xs, ctx):
         return jnp.concatenate(xs, axis=-1)
