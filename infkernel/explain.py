@@ -28,8 +28,10 @@ def terms(node_id: int) -> Terms:
 
 
 def sp_float(value: float) -> sp.Expr:
-    """A readable number: integers exact, others to 6 digits."""
-    return sp.Integer(int(value)) if float(value).is_integer() else sp.Float(value, 6)
+    """A number as sympy sees it exactly, written short where it can be
+    (1.4142135623730951 -> sqrt(2), 0.05 -> 1/20); else the full float."""
+    short = sp.nsimplify(value, tolerance=1e-15, rational=False)
+    return short if len(str(short)) <= 12 else sp.Float(value, 17)
 
 
 def window_mean_of(expr: sp.Expr, window: tuple[int, ...]) -> sp.Expr:
