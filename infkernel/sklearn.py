@@ -1,0 +1,279 @@
+"""scikit-learn estimators: kernel regression and classification with a spec's NNGP or NTK.
+
+    from infkernel.sklearn import KernelClassifier
+    clf = KernelClassifier("specs/digits_cntk.ik", kernel="ntk", t=np.inf, ridge="auto")
+    GridSearchCV(clf, {"ridge": [1e-4, 1e-2], "t": [10.0, np.inf]}).fit(X, y)
+
+The prediction is the mean over initializations of infinitely wide networks
+trained by gradient flow on MSE for time t (:class:`infkernel.predict.GradientFlow`;
+t = inf is kernel ridge regression with the kernel). kernel="ntk" trains all
+layers; kernel="nngp" trains only the readout, which at t = inf is the NNGP
+posterior mean.
+
+Kernel matrices, and the eigendecomposition of the training matrix, are kept
+in a bounded in-memory cache (:data:`CACHE`) keyed on the spec text, the `let`
+values, the dtype, the kernel kind and a fingerprint of the data, so a search
+over t, ridge or cv (which do not change the kernel) computes each kernel once.
+
+X is 2-D (n_samples, n_features) as scikit-learn expects, or already shaped
+for the spec's input; 2-D rows are reshaped to the spec's input shape (64
+features for ``input 8x8x1``). A spec whose input line names a `let`
+(``let d = 1`` / ``input d``, as in :data:`DEFAULT_SPEC`) takes its input size
+from X, so one spec serves tabular data of any width.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections import OrderedDict
+from functools import lru_cache
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .datasets import reshape_for
+from .errors import SpecError
+from .predict import Eigh, GradientFlow, select_ridge
+
+__all__ = ["CACHE", "DEFAULT_SPEC", "KernelCache", "KernelClassifier", "KernelRegressor", "fingerprint"]
+
+DEFAULT_SPEC = """\
+# A fully connected ReLU network in NTK parameterization; its input size comes from X.
+let d = 1
+let depth = 2
+input d
+parameterization ntk
+repeat depth:
+    dense w_std=sqrt(2) b_std=0.1
+    relu
+dense w_std=1 b_std=0.1
+"""
+
+KINDS = ("nngp", "ntk")
+
+
+class KernelCache:
+    """A least-recently-used store of arrays (and Eigh objects), bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 2 * 2**30):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict = OrderedDict()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def _size(value) -> int:
+        return sum(a.nbytes for a in (value.values, value.vectors)) if isinstance(value, Eigh) else value.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._size(v) for v in self._items.values())
+
+    def get(self, key):
+        if key in self._items:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return self._items[key]
+        self.misses += 1
+        return None
+
+    def put(self, key, value) -> None:
+        if self._size(value) > self.max_bytes:
+            return
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while self.nbytes > self.max_bytes:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.hits = self.misses = 0
+
+
+CACHE = KernelCache()
+
+
+def fingerprint(x: np.ndarray) -> str:
+    """A hash of an array's shape, dtype and bytes."""
+    x = np.ascontiguousarray(x)
+    h = hashlib.blake2b(f"{x.shape}{x.dtype.str}".encode(), digest_size=16)
+    h.update(memoryview(x).cast("B"))
+    return h.hexdigest()
+
+
+_INPUT_NAME = re.compile(r"^[ \t]*input[ \t]+([A-Za-z_]\w*)[ \t]*(?:#.*)?$", re.M)
+
+
+@lru_cache(maxsize=32)
+def _compiled(text: str, lets: tuple):
+    from .kernel import compile as compile_spec
+
+    return compile_spec(text, **dict(lets))
+
+
+class _KernelModel(BaseEstimator):
+    """What the regressor and the classifier share: the kernel, its cache, and the flow."""
+
+    def __init__(
+        self,
+        spec=DEFAULT_SPEC,
+        kernel="ntk",
+        t=np.inf,
+        ridge="auto",
+        *,
+        lets=None,
+        cv="loo",
+        dtype="float32",
+        batch_size=None,
+        progress=False,
+    ):
+        self.spec = spec
+        self.kernel = kernel
+        self.t = t
+        self.ridge = ridge
+        self.lets = lets
+        self.cv = cv
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.progress = progress
+
+    # -- the kernel
+
+    def _spec_key(self, n_features: int) -> tuple[str, tuple]:
+        """(spec text, sorted let overrides), the input let set from X when the spec names one."""
+        from .lang import read_spec
+
+        text = read_spec(self.spec)[0]
+        lets = dict(self.lets or {})
+        match = _INPUT_NAME.search(text)
+        if match and match.group(1) not in lets:
+            lets[match.group(1)] = int(n_features)
+        return text, tuple(sorted(lets.items()))
+
+    def _check_params(self) -> None:
+        if self.kernel not in KINDS:
+            raise SpecError(f"kernel must be 'nngp' or 'ntk', got {self.kernel!r}")
+        r = self.ridge
+        if not (r == "auto" if isinstance(r, str) else np.isscalar(r) and np.isfinite(r) and r >= 0):
+            raise SpecError(f"ridge must be a number >= 0 or 'auto', got {self.ridge!r}")
+        if not (np.isscalar(self.t) and self.t >= 0):
+            raise SpecError(f"t must be a time >= 0 (np.inf allowed), got {self.t!r}")
+
+    def _kernel(self, x1: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
+        """K(x1, x2) of self.kernel's kind, from the cache or computed (with the NNGP alongside an NTK)."""
+        text, lets = self._spec_key(math.prod(x1.shape[1:]))
+        base = (text, lets, self.dtype, fingerprint(x1), None if x2 is None else fingerprint(x2))
+        found = CACHE.get(base + (self.kernel,))
+        if found is not None:
+            return found
+        kfn = _compiled(text, lets)
+        shape = tuple(kfn.graph.input_shape)
+        get = ("nngp",) if self.kernel == "nngp" else KINDS
+        k = kfn(
+            reshape_for(x1, shape),
+            None if x2 is None else reshape_for(x2, shape),
+            get=get,
+            dtype=self.dtype,
+            batch_size=self.batch_size,
+            progress=self.progress,
+        )
+        for kind in get:
+            CACHE.put(base + (kind,), getattr(k, kind))
+        return getattr(k, self.kernel)
+
+    def _eigh(self, x: np.ndarray) -> Eigh:
+        text, lets = self._spec_key(math.prod(x.shape[1:]))
+        key = (text, lets, self.dtype, fingerprint(x), None, self.kernel, "eigh")
+        found = CACHE.get(key)
+        if found is None:
+            found = Eigh(self._kernel(x))
+            CACHE.put(key, found)
+        return found
+
+    # -- fit and predict on targets
+
+    def _fit_targets(self, X: np.ndarray, targets: np.ndarray):
+        self._check_params()
+        self.X_fit_ = X
+        eigh = self._eigh(X)
+        auto = isinstance(self.ridge, str)
+        self.ridge_ = select_ridge(eigh, targets, cv=self.cv).ridge if auto else float(self.ridge)
+        if np.isinf(self.t):
+            eigh.require_invertible(self.ridge_)  # fail at fit, not at the first predict
+        self.flow_ = GradientFlow(eigh, targets, ridge=self.ridge_)
+        return self
+
+    def _mean(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, allow_nd=True)
+        self._check_params()
+        return self.flow_.mean(self._kernel(X, self.X_fit_), float(self.t))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class KernelRegressor(RegressorMixin, _KernelModel):
+    """Regression with the infinite-width NNGP or NTK of a spec.
+
+    Parameters
+    ----------
+    spec : spec text or path to a .ik file (default: :data:`DEFAULT_SPEC`, a
+        2-hidden-layer ReLU network whose input size follows X).
+    kernel : "ntk" (train all layers) or "nngp" (train the readout only).
+    t : training time of gradient flow on 1/2 ||f - y||^2; np.inf (default)
+        is kernel ridge regression.
+    ridge : float >= 0, or "auto" (default) for the ridge with the smallest
+        cross-validated error (`cv`), chosen from one eigendecomposition.
+    lets : dict of `let` overrides of the spec, e.g. {"depth": 3}.
+    cv : "loo" (default) or a number of folds, for ridge="auto".
+    dtype : "float32" (default) or "float64", the precision of the kernel.
+    batch_size, progress : passed to the compiled kernel.
+
+    Attributes: ridge_ (the ridge used), flow_ (the fitted
+    :class:`infkernel.predict.GradientFlow`), X_fit_, n_features_in_.
+    """
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, allow_nd=True, multi_output=True, y_numeric=True)
+        return self._fit_targets(X, np.asarray(y, dtype=np.float64))
+
+    def predict(self, X) -> np.ndarray:
+        """The mean prediction over initializations at time t."""
+        return self._mean(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class KernelClassifier(ClassifierMixin, _KernelModel):
+    """Classification by regression on centred one-hot targets with a spec's NNGP or NTK.
+
+    The targets are one-hot vectors minus 1/n_classes (any shift or scale of
+    them leaves the argmax unchanged); the predicted class is the argmax of
+    the mean output. Parameters as for :class:`KernelRegressor`.
+
+    Attributes: classes_, ridge_, flow_, X_fit_, n_features_in_.
+    """
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, allow_nd=True)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        onehot = np.eye(len(self.classes_))[codes] - 1.0 / len(self.classes_)
+        return self._fit_targets(X, onehot)
+
+    def decision_function(self, X) -> np.ndarray:
+        """Mean outputs (n, n_classes); for two classes, output 1 minus output 0 (n,)."""
+        f = self._mean(X)
+        return f[:, 1] - f[:, 0] if len(self.classes_) == 2 else f
+
+    def predict(self, X) -> np.ndarray:
+        scores = self._mean(X)
+        return self.classes_[np.argmax(scores, axis=1)]

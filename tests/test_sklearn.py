@@ -1,0 +1,153 @@
+"""infkernel.sklearn: scikit-learn's estimator checks, GridSearchCV on digits, and the
+estimators' predictions against sklearn's KernelRidge on the compiled kernel."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import infkernel as ik
+from infkernel import kernel as kernel_module
+from infkernel.errors import SpecError
+from infkernel.sklearn import CACHE, DEFAULT_SPEC, KernelCache, KernelClassifier, KernelRegressor, fingerprint
+
+# Fixed tiles: the engine traces its tile function once per tile shape.
+BATCH = 64
+
+IMAGE_SPEC = """\
+input 8x8x1
+parameterization ntk
+conv 3x3 same w_std=sqrt(2) b_std=0.1
+relu
+flatten
+dense w_std=1
+"""
+
+
+@parametrize_with_checks([KernelRegressor(batch_size=BATCH), KernelClassifier(batch_size=BATCH)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return train_test_split(x / 16.0, y, train_size=240, test_size=120, random_state=0, stratify=y)
+
+
+@functools.lru_cache
+def compiled(**lets):
+    return ik.compile(DEFAULT_SPEC, **lets)
+
+
+def kernel_matrix(x1, x2=None, kind="ntk", **lets):
+    """The oracle's kernel: ik.compile called directly, with the input size set by hand."""
+    return getattr(compiled(d=x1.shape[1], **lets)(x1, x2, dtype="float64", batch_size=BATCH), kind)
+
+
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_infinite_time_regression_is_kernel_ridge_on_the_compiled_kernel(kind):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.normal(size=(40, 2))
+    est = KernelRegressor(kernel=kind, ridge=0.05, dtype="float64", batch_size=BATCH).fit(x[:30], y[:30])
+    oracle = KernelRidge(alpha=0.05, kernel="precomputed").fit(kernel_matrix(x[:30], kind=kind), y[:30])
+    want = oracle.predict(kernel_matrix(x[30:], x[:30], kind=kind))
+    np.testing.assert_allclose(est.predict(x[30:]), want, rtol=1e-7, atol=1e-9)
+    assert est.ridge_ == 0.05
+
+
+def test_lets_change_the_kernel():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(25, 3)), rng.normal(size=25)
+    est = KernelRegressor(ridge=0.1, lets={"depth": 4}, dtype="float64", batch_size=BATCH).fit(x[:20], y[:20])
+    k = lambda a, b=None: kernel_matrix(a, b, depth=4)  # noqa: E731
+    want = KernelRidge(alpha=0.1, kernel="precomputed").fit(k(x[:20]), y[:20]).predict(k(x[20:], x[:20]))
+    np.testing.assert_allclose(est.predict(x[20:]), want, rtol=1e-7, atol=1e-9)
+
+
+def test_finite_time_tends_to_kernel_ridge_and_t_needs_no_refit():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=30)
+    est = KernelRegressor(t=0.0, ridge=0.01, dtype="float64", batch_size=BATCH).fit(x[:24], y[:24])
+    np.testing.assert_allclose(est.predict(x[24:]), 0.0)  # t = 0: the ensemble mean at initialization
+    krr = est.set_params(t=np.inf).predict(x[24:])
+    gaps = [np.abs(est.set_params(t=t).predict(x[24:]) - krr).max() for t in (1.0, 10.0, 1e4)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-6
+
+
+def test_images_given_flat_or_shaped(digits):
+    x_train, x_test, y_train, y_test = digits
+    flat = KernelClassifier(IMAGE_SPEC, ridge=1e-3, batch_size=BATCH).fit(x_train[:80], y_train[:80])
+    shaped = KernelClassifier(IMAGE_SPEC, ridge=1e-3, batch_size=BATCH).fit(x_train[:80].reshape(-1, 8, 8, 1), y_train[:80])
+    np.testing.assert_array_equal(flat.predict(x_test), shaped.predict(x_test.reshape(-1, 8, 8, 1)))
+    assert flat.score(x_test, y_test) > 0.8
+
+
+def test_classifier_decision_function_matches_one_hot_regression(digits):
+    x_train, x_test, y_train, _ = digits
+    labels = np.where(y_train[:60] > 4, "big", "small")
+    clf = KernelClassifier(ridge=0.01, dtype="float64", batch_size=BATCH).fit(x_train[:60], labels)
+    onehot = np.stack([labels == "big", labels == "small"], axis=1).astype(float)
+    reg = KernelRegressor(ridge=0.01, dtype="float64", batch_size=BATCH).fit(x_train[:60], onehot)
+    f = reg.predict(x_test)
+    np.testing.assert_allclose(clf.decision_function(x_test), f[:, 1] - f[:, 0], rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(clf.predict(x_test), np.where(f[:, 1] > f[:, 0], "small", "big"))
+
+
+def test_grid_search_on_digits_reuses_kernels(digits, monkeypatch):
+    x_train, x_test, y_train, y_test = digits
+    calls = []
+    original = kernel_module.KernelFn.__call__
+    monkeypatch.setattr(kernel_module.KernelFn, "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    CACHE.clear()
+    grid = {"ridge": [1e-4, 1e-2, "auto"], "t": [10.0, np.inf], "kernel": ["ntk", "nngp"]}
+    search = GridSearchCV(KernelClassifier(batch_size=BATCH), grid, cv=3).fit(x_train, y_train)
+    # per fold: K(train, train) and K(val, train), NNGP and NTK together; then the refit's K(X, X)
+    assert len(calls) == 3 * 2 + 1
+    assert search.best_score_ > 0.9 and search.score(x_test, y_test) > 0.9
+    reg = GridSearchCV(KernelRegressor(batch_size=BATCH), {"ridge": [1e-3, 1e-1]}, cv=3).fit(x_train, y_train.astype(float))
+    assert reg.best_score_ > 0.5
+
+
+def test_pipeline_with_a_scaler():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3)) * [1, 10, 100]
+    y = np.sin(x[:, 0]) + x[:, 1] / 10
+    model = make_pipeline(StandardScaler(), KernelRegressor(batch_size=BATCH)).fit(x[:45], y[:45])
+    assert model.score(x[45:], y[45:]) > 0.8
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [({"kernel": "rbf"}, "kernel must be"), ({"ridge": "best"}, "ridge must be"), ({"ridge": -1.0}, "ridge must be"),
+     ({"t": -2.0}, "t must be"), ({"spec": "input 7\ndense w_std=1\n"}, "spec's input is 7")],
+)
+def test_bad_parameters_are_clear_errors(params, match):
+    x, y = np.random.default_rng(0).normal(size=(10, 3)), np.arange(10.0)
+    with pytest.raises(SpecError, match=match):
+        KernelRegressor(batch_size=BATCH, **params).fit(x, y)
+
+
+def test_singular_kernel_with_zero_ridge():
+    x = np.repeat(np.random.default_rng(0).normal(size=(4, 3)), 3, axis=0)  # duplicated rows
+    with pytest.raises(SpecError, match="singular"):
+        KernelRegressor(ridge=0.0, batch_size=BATCH).fit(x, np.arange(12.0))
+    assert KernelRegressor(ridge=0.0, t=5.0, batch_size=BATCH).fit(x, np.arange(12.0)).predict(x).shape == (12,)
+
+
+def test_cache_is_bounded_and_keyed_on_content():
+    cache = KernelCache(max_bytes=3 * 800)
+    for i in range(5):
+        cache.put(i, np.zeros(100))  # 800 bytes each
+    assert cache.nbytes == 2400 and cache.get(0) is None and cache.get(4) is not None
+    cache.put("big", np.zeros(1000))
+    assert cache.get("big") is None
+    a = np.arange(6.0)
+    assert fingerprint(a) == fingerprint(a.copy()) != fingerprint(a.reshape(2, 3)) != fingerprint(a.astype(np.float32))
