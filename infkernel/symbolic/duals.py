@@ -1,0 +1,132 @@
+"""Dual activations of a sympy activation: k = E[f(u) f(v)], kdot = E[f'(u) f'(v)].
+
+For (u, v) ~ N(0, [[v1, c], [c, v2]]) these are the layer maps of the NNGP
+and the NTK (Cho & Saul 2009; Daniely et al. 2016; Jacot et al. 2018,
+Theorem 1; Arora et al. 2019, Eq. (5)). Each of k and kdot is found, in order,
+  1. for d + a x + b max(x, 0): arc-cosine kernels (`piecewise`),
+  2. for a polynomial: its Hermite expansion (`hermite`),
+  3. for the exp/erf family: Gaussian integrals (`gaussian`),
+  4. otherwise: 2-D Gauss-Hermite quadrature (`quadrature`), with an
+     estimated error, and a warning when f is not smooth.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+
+from . import gaussian, hermite, piecewise, quadrature
+from .arrays import array_fn
+from .formula import X
+
+C = sp.Symbol("c", real=True)
+V1, V2 = sp.Symbol("v1", nonnegative=True), sp.Symbol("v2", nonnegative=True)
+_NONSMOOTH = (sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.sign)
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """One of k and kdot: a closed form (`expr` after `defs`) or quadrature."""
+
+    method: str
+    fn: Callable = field(repr=False)
+    expr: sp.Expr | None = None
+    defs: tuple = ()
+    degree: int | None = None
+    error: float | None = None
+
+    @classmethod
+    def closed(cls, method: str, expr: sp.Expr, defs=()) -> "Part":
+        return cls(f"closed form: {method}", array_fn(expr, (C, V1, V2), "jax", defs), expr, tuple(defs))
+
+    @classmethod
+    def quadrature(cls, f: sp.Expr, degree: int | None) -> "Part":
+        n, err = quadrature.choose_degree(array_fn(f, [X], "numpy"), degree)
+        fn = quadrature.expectation(array_fn(f, [X], "jax"), n)
+        return cls(f"quadrature, degree {n}, est. error {err:.1e}", fn, None, (), n, err)
+
+    def describe(self, name: str, of: str, latex: bool) -> list[str]:
+        show = sp.latex if latex else sp.sstr
+        lhs = f"{name}(c, v_1, v_2)" if latex else f"{name}(c, v1, v2)"
+        if self.expr is None:
+            mean = rf"\mathbb{{E}}[{of}(u)\,{of}(v)]" if latex else f"E[{of}(u) {of}(v)]"
+            return [f"{lhs} = {mean}  ({self.method})"]
+        lines = [f"{lhs} = {show(self.expr)}  ({self.method})"]
+        lines += [f"    where {show(s)} = {show(v)}" for s, v in self.defs]
+        if self.expr.has(piecewise.rho) or any(v.has(piecewise.rho) for _, v in self.defs):
+            rho = r"\rho = c / \sqrt{v_1 v_2}" if latex else "rho = c / sqrt(v1 v2)"
+            lines.append(f"    where {rho}, clipped to [-1, 1]")
+        return lines
+
+
+@dataclass(frozen=True, eq=False)
+class SymbolicActivation:
+    """An activation with its derived rules.
+
+    expr, dexpr: f and f' (sympy, in `formula.X`); fn(x): f on jax arrays;
+    dual(c, v1, v2, need_dot) -> (k, kdot or None), elementwise, jittable;
+    path: how k and kdot are computed ("closed form: ..." or "quadrature,
+    degree N, est. error E"); k, kdot: the two `Part`s.
+    """
+
+    expr: sp.Expr
+    dexpr: sp.Expr
+    path: str
+    fn: Callable = field(repr=False)
+    k: Part = field(repr=False)
+    kdot: Part = field(repr=False)
+    formula: str | None = None
+
+    def dual(self, c, v1, v2, need_dot: bool):
+        """(E[f(u) f(v)], E[f'(u) f'(v)] if need_dot else None)."""
+        return self.k.fn(c, v1, v2), (self.kdot.fn(c, v1, v2) if need_dot else None)
+
+    def describe(self, latex: bool = False) -> str:
+        """f, f' and the rules for k and kdot, as text or LaTeX lines."""
+        show = sp.latex if latex else sp.sstr
+        lines = [f"f(x) = {show(self.expr)}", f"f'(x) = {show(self.dexpr)}"]
+        lines += self.k.describe("k", "f", latex) + self.kdot.describe(r"\dot{k}" if latex else "kdot", "f'", latex)
+        return "\n".join(lines)
+
+
+def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
+           quadrature_only: bool = False) -> SymbolicActivation:
+    """The `SymbolicActivation` of f = `expr` (a sympy expression in X).
+
+    `degree` fixes the Gauss-Hermite degree where quadrature is used (default:
+    the smallest of 8..128 with estimated error <= 1e-10); `quadrature_only`
+    skips the closed forms (a cross-check).
+    """
+    dexpr = sp.diff(expr, X)
+    k, kdot = (None, None) if quadrature_only else _closed_forms(expr, dexpr)
+    k = k or Part.quadrature(expr, degree)
+    kdot = kdot or Part.quadrature(dexpr, degree)
+    path = k.method if k.method == kdot.method else f"k: {k.method}; kdot: {kdot.method}"
+    if expr.has(*_NONSMOOTH) and (k.expr is None or kdot.expr is None):
+        warnings.warn(f"activation {formula or expr} is not smooth: Gauss-Hermite quadrature converges "
+                      f"slowly here ({path})", stacklevel=3)
+    return SymbolicActivation(expr, dexpr, path, array_fn(expr, [X], "jax"), k, kdot, formula)
+
+
+def _closed_forms(expr: sp.Expr, dexpr: sp.Expr) -> tuple[Part | None, Part | None]:
+    form = piecewise.relu_form(expr)
+    if form is not None:
+        k, kdot = piecewise.dual(*form, C, V1, V2)
+        method = "arc-cosine kernel (Cho & Saul 2009)"
+        return Part.closed(method, k), Part.closed(method, kdot)
+    return _closed_form(expr), _closed_form(dexpr)
+
+
+def _closed_form(f: sp.Expr) -> Part | None:
+    if f.is_polynomial(X):
+        return Part.closed("Hermite expansion of a polynomial", hermite.polynomial_dual(f, C, V1, V2))
+    terms = gaussian.terms(f)
+    if terms is None:
+        return None
+    try:
+        expr, defs = gaussian.expectation(terms, terms, C, V1, V2)
+    except gaussian.NoClosedForm:
+        return None
+    return Part.closed("Gaussian integral of exp/erf terms", *gaussian.simplified(expr, defs))
