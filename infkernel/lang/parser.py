@@ -343,6 +343,9 @@ class _Resolver:
         try:
             return cls(**kwargs)
         except SpecError as e:
+            texts = [w for v, w in values.values() if isinstance(v, str) and not isinstance(v, _Word)]
+            if hasattr(e, "placed") and texts:  # an error inside a quoted formula: point into it
+                raise e.placed(texts[0].line, texts[0].column + 1, texts[0].text) from None
             raise e.at(self.at(stmt)) from None
 
     def positional_field(self, cls, value, where) -> str:

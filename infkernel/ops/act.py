@@ -1,0 +1,60 @@
+"""A user-written elementwise activation: `act "x*erf(x)"`.
+
+The formula is parsed by `infkernel.symbolic` (its own grammar, a whitelist
+of functions, never eval or sympify); the derivative comes from sympy and the
+dual kernels from a closed form where one exists, else from Gauss-Hermite
+quadrature of a chosen degree (`degree=`). Either way they lower into the same
+jitted code as the hand-written activations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .activations import Activation
+from .base import register
+
+
+@register
+@dataclass(frozen=True)
+class Act(Activation):
+    """f(x) given as a formula in x, e.g. act "x*erf(x)" or act "tanh(2*x)" degree=40."""
+
+    name = "act"
+    positional = {"string": "formula"}
+    formula: str
+    degree: int | None = None
+
+    @property
+    def symbolic(self):
+        from ..symbolic import activation
+        return activation(self.formula, self.degree)
+
+    def validate(self):
+        self.symbolic  # parse and derive now: errors point into the formula
+
+    @property
+    def note(self) -> str:
+        return self.symbolic.path
+
+    def fn(self, x):
+        return self.symbolic.fn(x)
+
+    def dual(self, c, v1, v2, need_dot):
+        return self.symbolic.dual(c, v1, v2, need_dot)
+
+    def dual_expr(self, c, v1, v2):
+        import sympy as sp
+
+        from ..symbolic import C, V1, V2
+        from ..symbolic.piecewise import rho
+        symbolic = self.symbolic
+        parts = []
+        for part, label in ((symbolic.k, "E[f(u) f(v)]"), (symbolic.kdot, "E[f'(u) f'(v)]")):
+            if part.expr is None:
+                parts.append(sp.Function(f"quadrature {label}")(c, v1, v2))
+                continue
+            expr = part.expr
+            for symbol, value in reversed(part.defs):
+                expr = expr.subs(symbol, value)
+            parts.append(expr.subs(rho, C / sp.sqrt(V1 * V2)).subs({C: c, V1: v1, V2: v2}, simultaneous=True))
+        return tuple(parts)
