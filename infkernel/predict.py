@@ -39,6 +39,7 @@ __all__ = [
     "kfold_errors",
     "loo_errors",
     "nngp_posterior",
+    "one_hot_targets",
     "select_ridge",
 ]
 
@@ -365,6 +366,16 @@ def gradient_flow(
     if any(a is None for a in nngp):
         raise SpecError("the covariance needs all of nngp_train_train, nngp_test_train and nngp_test_test")
     return Prediction(mean, flow.cov(k_test_train, nngp_test_train, nngp_test_test, nngp_train_train, t))
+
+
+def one_hot_targets(labels) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, targets): one-hot rows minus 1/n_classes, for classification by regression.
+
+    A shift or scale of all targets leaves the argmax of a kernel regressor's
+    outputs unchanged; centring keeps the targets at the ensemble's mean output.
+    """
+    classes, codes = np.unique(np.asarray(labels), return_inverse=True)
+    return classes, np.eye(len(classes))[codes.ravel()] - 1.0 / len(classes)
 
 
 # --------------------------------------------------------------------------- ridge selection

