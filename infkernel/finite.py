@@ -1,0 +1,356 @@
+"""Finite networks built from the same graph as the kernels, and their empirical kernels.
+
+    net = infkernel.finite.network("specs/fc_relu.ik", width=512)
+    params = net.init(jax.random.PRNGKey(0))
+    y = net.apply(params, x)                      # (n, n_out)
+    k = net.kernels(params, x1, x2)               # Kernel(nngp, ntk) of this one network
+
+Every op carries its finite forward pass (`Op.init`, `Op.apply`); this module
+only wires them along the graph. Conventions are exactly those of the kernel
+rules (see `infkernel.ops.linear`):
+
+- ntk parameterization: weights and biases are N(0, 1); a layer computes
+  w_std / sqrt(fan_in) * (x @ W) + b_std * b;
+- standard parameterization: W ~ N(0, w_std^2 / fan_in), b ~ N(0, b_std^2),
+  and a layer computes x @ W + b;
+- `b_std` absent: no bias parameter at all. `b_std=0`: a bias parameter
+  initialised at zero (its gradient still counts in the standard NTK).
+
+Widths. The graph's shapes carry `channels=None` where a dense/conv layer did
+not name a width (the infinite-width limit of the ntk parameterization). Here
+each such layer gets the default `width`; a `width=` in the spec wins. The
+concrete channel count of every node is re-derived from the op shape rules
+with concrete input shapes, and every op gets a finite `Ctx` with them. A
+residual or `parallel sum` that adds a branch of fixed width (for instance
+the network's input) to a branch ending in a width-less layer gives that
+layer the fixed width, so that the shapes add up.
+
+Empirical kernels of one network, with `f(x)` the output flattened to
+(n, n_out):
+
+- NNGP: f(x1) f(x2)^T / n_out, the covariance over output channels;
+- NTK:  sum over parameters p and output channels c of
+  df_c(x1)/dp df_c(x2)/dp / n_out.
+
+The NTK is computed from per-example Jacobians (`jax.vmap` of `jax.jacrev`),
+a chunk of output channels at a time, so that at most `memory` bytes of
+Jacobian are alive at once; examples are split into tiles when even one
+output channel of all examples does not fit. Its cost is one backward pass
+per example and output channel: O(n * n_out * cost of a forward pass).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import SpecError
+from .graph import Graph
+from .kernel import KINDS, Kernel, as_graph, check_get, check_inputs
+from .ops import Ctx, Shape, Sum
+from .ops.linear import _Linear
+
+DEFAULT_MEMORY = 256 * 2**20
+
+
+# -- widths -----------------------------------------------------------------------
+
+def _free_linear(graph: Graph, node_id: int, shapes: dict) -> int | None:
+    """The width-less dense/conv node whose output channels reach `node_id`
+    unchanged (through activations, pooling, layernorm, ...), or None."""
+    node = graph.nodes[node_id]
+    while True:
+        if isinstance(node.op, _Linear):
+            return node.id if node.op.width is None else None
+        if len(node.inputs) != 1 or not _keeps_channels(node, shapes):
+            return None
+        node = graph.nodes[node.inputs[0]]
+
+
+def _keeps_channels(node, shapes: dict) -> bool:
+    """Does `node`'s op pass its input's channel count through unchanged?"""
+    spatial = shapes[node.inputs[0]].spatial
+    try:
+        return all(node.op.shape((Shape(spatial, c),), "ntk").channels == c for c in (7, 11))
+    except SpecError:
+        return False
+
+
+def finite_shapes(graph: Graph, width: int) -> tuple[Shape, ...]:
+    """Concrete shapes of every node of `graph` at default width `width`."""
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise SpecError(f"width must be a positive integer, got {width!r}")
+    pinned: dict[int, int] = {}  # width-less linear node -> width forced by a sum
+    for _ in range(len(graph.nodes) + 1):
+        shapes: dict[int, Shape] = {}
+        conflict = None
+        for node in graph.nodes:
+            ins = tuple(shapes[i] for i in node.inputs)
+            if isinstance(node.op, Sum) and len({s.channels for s in ins}) > 1:
+                conflict = node
+                break
+            shape = node.op.shape(ins, "ntk") if node.inputs else node.shape
+            if shape.channels is None:  # a width-less dense or conv
+                shape = Shape(shape.spatial, pinned.get(node.id, width))
+            shapes[node.id] = shape
+        if conflict is None:
+            return tuple(shapes[n.id] for n in graph.nodes)
+        ins = conflict.inputs
+        free = {i: _free_linear(graph, i, shapes) for i in ins}
+        fixed = {shapes[i].channels for i in ins if free[i] is None or free[i] in pinned}
+        if len(fixed) > 1:
+            raise SpecError(f"a sum adds finite widths {sorted(fixed)}", conflict.where)
+        target = fixed.pop() if fixed else width
+        changed = False
+        for i in ins:
+            if free[i] is not None and free[i] not in pinned:
+                pinned[free[i]] = target
+                changed = True
+        if not changed:
+            raise SpecError("cannot choose finite widths that add up at this sum", conflict.where)
+    raise SpecError("cannot choose finite widths for this graph")  # pragma: no cover
+
+
+# -- the network --------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class FiniteNet:
+    """A finite network: the graph, a concrete shape and `Ctx` per node.
+
+    `init(key)` returns a dict {node id: that node's params} (nodes without
+    parameters are left out); `apply(params, x)` maps a batch (n, *input) to
+    the output (n, *output shape). Both are pure JAX functions, so they jit,
+    vmap and differentiate."""
+
+    graph: Graph
+    width: int
+    shapes: tuple[Shape, ...]
+    ctxs: tuple[Ctx, ...]
+
+    @property
+    def parameterization(self) -> str:
+        return self.graph.parameterization
+
+    @property
+    def n_out(self) -> int:
+        s = self.shapes[-1]
+        return math.prod(s.spatial) * s.channels
+
+    def init(self, key, dtype=None) -> dict:
+        params = {}
+        for node, ctx in zip(self.graph.nodes, self.ctxs):
+            p = node.op.init(jax.random.fold_in(key, node.id), ctx)
+            if jax.tree.leaves(p):
+                params[node.id] = p
+        if dtype is not None:
+            params = jax.tree.map(lambda a: a.astype(dtype), params)
+        return params
+
+    def apply(self, params: dict, x):
+        return self._forward(params, x)[0]
+
+    def _forward(self, params: dict, x, eps: dict | None = None, record=()):
+        """(output, {node id: input of that node} for nodes in `record`), with
+        eps[node id] added to that node's output (a zero eps gives df/dh)."""
+        values, inputs = {}, {}
+        for node, ctx in zip(self.graph.nodes, self.ctxs):
+            p = params.get(node.id, ())
+            if not node.inputs:
+                y = node.op.apply(p, x, ctx)
+            elif node.op.arity == 1:
+                if node.id in record:
+                    inputs[node.id] = values[node.inputs[0]]
+                y = node.op.apply(p, values[node.inputs[0]], ctx)
+            else:
+                y = node.op.apply(p, [values[i] for i in node.inputs], ctx)
+            if eps is not None and node.id in eps:
+                y = y + eps[node.id]
+            values[node.id] = y
+        return values[self.graph.output.id], inputs
+
+    def n_params(self, params) -> int:
+        return sum(a.size for a in jax.tree.leaves(params))
+
+    # -- empirical kernels ----------------------------------------------------------
+    def flat_apply(self, params, x):
+        """The output flattened to (n, n_out)."""
+        y = self.apply(params, x)
+        return y.reshape(y.shape[0], -1)
+
+    def nngp(self, params, x1, x2=None):
+        """f(x1) f(x2)^T / n_out."""
+        f1 = self.flat_apply(params, x1)
+        f2 = f1 if x2 is None else self.flat_apply(params, x2)
+        return f1 @ f2.T / f1.shape[1]
+
+    def ntk(self, params, x1, x2=None, memory=DEFAULT_MEMORY, method: str = "structured"):
+        """sum_p sum_c df_c(x1)/dp df_c(x2)/dp / n_out, traceable (jit-able).
+
+        method "structured" (default): the parameters of dense and conv layers
+        enter through outer products, d f_c / dW = s * sum_p patch(p) (x) g_c(p)
+        with g_c = d f_c / dh the gradient at the layer's output, so their
+        contribution is s^2 sum_{p,q} <patch_1(p), patch_2(q)> <g_c1(p), g_c2(q)>
+        without ever forming a Jacobian with one row per parameter; g_c of all
+        examples and a chunk of output channels comes from one batched VJP.
+        Parameters of any other op fall back to "jacobian": per-example
+        `jax.jacrev`, a chunk of output channels at a time. Either way about
+        `memory` bytes of gradients are alive at once."""
+        if method not in ("structured", "jacobian"):
+            raise SpecError(f"method must be structured or jacobian, got {method!r}")
+        ids = sorted(params)
+        linear = [i for i in ids if method == "structured" and isinstance(self.graph.nodes[i].op, _Linear)]
+        other = [i for i in ids if i not in linear]
+        n2 = x1.shape[0] if x2 is None else x2.shape[0]
+        theta = jnp.zeros((x1.shape[0], n2), x1.dtype)
+        if linear:
+            theta = theta + _ntk_structured(self, params, x1, x2, linear, memory)
+        if other:
+            theta = theta + _ntk_jacobian(self, params, x1, x2, other, memory)
+        return theta / self.n_out
+
+    def kernels(self, params, x1, x2=None, get=KINDS, memory=DEFAULT_MEMORY, method="structured") -> Kernel:
+        """Kernel(nngp, ntk) of this one network, as JAX arrays (a kind not asked for is None)."""
+        get = check_get(get)
+        nngp = self.nngp(params, x1, x2) if "nngp" in get else None
+        ntk = self.ntk(params, x1, x2, memory, method) if "ntk" in get else None
+        return Kernel(nngp, ntk)
+
+    def __repr__(self) -> str:
+        return (f"FiniteNet(width={self.width}, {self.parameterization}, input {self.shapes[0]}, "
+                f"output {self.shapes[-1]}, {len(self.shapes)} nodes)")
+
+
+def _chunks(net: FiniteNet, memory: int, per_channel: int) -> tuple[int, int]:
+    """(chunk, n_chunks): output channels per pass such that about `memory`
+    bytes of `per_channel` bytes each are alive."""
+    chunk = int(max(1, min(net.n_out, memory // max(1, per_channel))))
+    return chunk, -(-net.n_out // chunk)
+
+
+def _loop(n_chunks: int, body, init):
+    return jax.lax.fori_loop(0, n_chunks, body, init) if n_chunks > 1 else body(0, init)
+
+
+def _patches(node, ctx: Ctx, z):
+    """(n, positions, window * c_in): the input patch each output position of
+    a dense/conv layer reads, got from the op's own apply with identity weights
+    (so padding, strides and wrapping are exactly the layer's)."""
+    c_in = ctx.in_shape.channels
+    window = tuple(node.op._window(ctx))
+    m = math.prod(window) * c_in
+    eye = jnp.eye(m, dtype=z.dtype).reshape(window + (c_in, m))
+    y = node.op.apply({"w": eye}, z, replace(ctx, parameterization="standard"))
+    return y.reshape(y.shape[0], -1, m)
+
+
+def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
+    """Sum over output channels of the NTK contributions of the dense/conv
+    nodes `ids` (not yet divided by n_out)."""
+    nodes, shapes = net.graph.nodes, net.shapes
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    dtype = x1.dtype
+    # Per example and output channel, a VJP holds a cotangent of every node.
+    per = sum(math.prod(s.spatial) * s.channels for s in shapes) * dtype.itemsize * 3 * (n1 + n2)
+    chunk, n_chunks = _chunks(net, memory, per)
+
+    def side(x):
+        n = x.shape[0]
+        eps = {i: jnp.zeros((n,) + shapes[i].spatial + (shapes[i].channels,), dtype) for i in ids}
+
+        def f(e):
+            out, inputs = net._forward(params, x, e, record=set(ids))
+            return out.reshape(n, -1), inputs
+
+        _, vjp, inputs = jax.vjp(f, eps, has_aux=True)
+        patches = {i: _patches(nodes[i], net.ctxs[i], inputs[i]) for i in ids}
+        return vjp, patches
+
+    vjp1, p1 = side(x1)
+    vjp2, p2 = (vjp1, p1) if x2 is None else side(x2)
+    gram = {i: jnp.einsum("apm,bqm->abpq", p1[i], p2[i]) for i in ids}
+
+    def grads(vjp, n, start):  # {id: (chunk, n, positions, channels)}
+        hot = (jnp.arange(net.n_out)[None, :] == start + jnp.arange(chunk)[:, None]).astype(dtype)
+        (g,) = jax.vmap(vjp)(jnp.broadcast_to(hot[:, None, :], (chunk, n, net.n_out)))
+        return {i: a.reshape(chunk, n, -1, a.shape[-1]) for i, a in g.items()}
+
+    def body(k, theta):
+        g1 = grads(vjp1, n1, k * chunk)
+        g2 = g1 if x2 is None else grads(vjp2, n2, k * chunk)
+        for i in ids:
+            sw, sb = nodes[i].op._scales(net.ctxs[i])
+            kg = jnp.einsum("capj,cbqj->abpq", g1[i], g2[i])
+            theta = theta + sw ** 2 * jnp.einsum("abpq,abpq->ab", gram[i], kg)
+            if "b" in params[i]:
+                theta = theta + sb ** 2 * jnp.einsum("caj,cbj->ab", g1[i].sum(2), g2[i].sum(2))
+        return theta
+
+    return _loop(n_chunks, body, jnp.zeros((n1, n2), dtype))
+
+
+def _ntk_jacobian(net: FiniteNet, params, x1, x2, ids, memory):
+    """Sum over output channels of the NTK contributions of the params of
+    nodes `ids`, from per-example Jacobians (not yet divided by n_out)."""
+    sub = {i: params[i] for i in ids}
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    rows = n1 + (0 if x2 is None else n2)
+    chunk, n_chunks = _chunks(net, memory, rows * net.n_params(sub) * x1.dtype.itemsize)
+
+    def one(p, x, start):
+        f = net.flat_apply({**params, **p}, x[None])[0]
+        f = jnp.concatenate([f, jnp.zeros((n_chunks * chunk - net.n_out,), f.dtype)])
+        return jax.lax.dynamic_slice(f, (start,), (chunk,))
+
+    def jac(x, start):  # leaves (n, chunk, *param shape) -> (n, chunk * size)
+        j = jax.vmap(jax.jacrev(one), in_axes=(None, 0, None))(sub, x, start)
+        return [a.reshape(a.shape[0], -1) for a in jax.tree.leaves(j)]
+
+    def body(k, theta):
+        j1 = jac(x1, k * chunk)
+        j2 = j1 if x2 is None else jac(x2, k * chunk)
+        return theta + sum(a @ b.T for a, b in zip(j1, j2))
+
+    return _loop(n_chunks, body, jnp.zeros((n1, n2), x1.dtype))
+
+
+def network(spec, width: int = 256, **overrides) -> FiniteNet:
+    """The finite network of a spec (text, path or Graph) with default width `width`.
+
+    Width-less dense/conv layers get `width`; a `width=` in the spec wins.
+    `overrides` replace `let` values of spec text."""
+    graph = as_graph(spec, **overrides)
+    shapes = finite_shapes(graph, width)
+    ctxs = []
+    for node in graph.nodes:
+        ins = tuple(shapes[i] for i in node.inputs)
+        ctxs.append(Ctx(ins, shapes[node.id], "finite", "finite", graph.parameterization))
+    return FiniteNet(graph, width, shapes, tuple(ctxs))
+
+
+@partial(jax.jit, static_argnames=("net", "get", "memory", "method"))
+def _kernels(net: FiniteNet, params, x1, x2, get, memory, method):
+    return net.kernels(params, x1, x2, get, memory, method)
+
+
+def empirical_kernels(spec, x1, x2=None, width: int = 256, seed: int = 0, get=KINDS, dtype: str = "float32",
+                      memory=DEFAULT_MEMORY, method: str = "structured", **overrides) -> Kernel:
+    """The empirical NNGP and NTK of one finite network, initialised from
+    `seed`, as float64 numpy arrays. `spec`: text, path, Graph or FiniteNet."""
+    from .engine import parse_memory, precision
+    net = spec if isinstance(spec, FiniteNet) else network(spec, width, **overrides)
+    get = check_get(get)
+    dims = net.graph.input_shape
+    x1 = check_inputs(x1, dims, "x1")
+    x2 = None if x2 is None else check_inputs(x2, dims, "x2")
+    with precision(dtype) as dt:
+        a = jnp.asarray(x1, dt)
+        b = None if x2 is None else jnp.asarray(x2, dt)
+        params = net.init(jax.random.PRNGKey(seed), dt)
+        k = _kernels(net, params, a, b, get, parse_memory(memory), method)
+        return Kernel(*(None if v is None else np.asarray(v, np.float64) for v in k))
