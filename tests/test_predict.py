@@ -211,6 +211,7 @@ def test_float32_kernels_use_float32_tolerance():
         ((np.eye(3), np.ones(3), np.ones((2, 4))), "k_test_train"),
         ((np.diag([1.0, 1.0, -1.0]), np.ones(3), np.eye(3)), "positive semi-definite"),
         ((np.full((2, 2), np.nan), np.ones(2), np.eye(2)), "NaN"),
+        ((np.array([[2.0, 1.0], [0.0, 2.0]]), np.ones(2), np.eye(2)), "not symmetric"),
     ],
 )
 def test_bad_inputs_are_spec_errors(args, match):

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import PREPROCESSORS, load, preprocess, reshape_for, subset
 from ..errors import SpecError
-from ..predict import Eigh, GradientFlow, one_hot_targets, select_ridge
+from ..predict import Eigh, GradientFlow, nngp_posterior, one_hot_targets, select_ridge
 from . import add_spec_arguments, overrides
 
 
@@ -87,6 +87,19 @@ def _data(args):
     return data, kfn
 
 
+def _solve(k_train, targets, k_test, t: float, ridge, cv, seed: int):
+    """(ridge, mean test prediction): Cholesky for a given ridge at t = inf, else one eigendecomposition."""
+    n = len(k_train)
+    if ridge != "auto" and math.isinf(t):
+        _say(f"solve: Cholesky factorization of the {n}x{n} training kernel")
+        return ridge, nngp_posterior(k_train, targets, k_test, ridge=ridge).mean
+    _say(f"solve: eigendecomposition of the {n}x{n} training kernel")
+    eigh = Eigh(k_train)
+    if ridge == "auto":
+        ridge = select_ridge(eigh, targets, cv=cv, seed=seed).ridge
+    return ridge, GradientFlow(eigh, targets, ridge=ridge).mean(k_test, t)
+
+
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
     data, kfn = _data(args)
@@ -105,12 +118,8 @@ def run(args) -> int:
     print(f"kernel    {args.kernel}, {args.dtype}: {kernel_s:.2f} s")
 
     start = time.perf_counter()
-    _say(f"solve: eigendecomposition of the {len(k_train)}x{len(k_train)} training kernel")
     class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
-    eigh = Eigh(k_train)
-    if ridge == "auto":
-        ridge = select_ridge(eigh, targets, cv=cv, seed=args.seed).ridge
-    mean = GradientFlow(eigh, targets, ridge=ridge).mean(k_test, t)
+    ridge, mean = _solve(k_train, targets, k_test, t, ridge, cv, args.seed)
     solve_s = time.perf_counter() - start
     chosen = f" ({cv if cv == 'loo' else f'{cv}-fold'})" if args.ridge == "auto" else ""
     print(f"solve     ridge {ridge:.3g}{chosen}, t {t:g}: {solve_s:.2f} s")
