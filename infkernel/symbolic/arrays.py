@@ -1,9 +1,9 @@
 """sympy expressions -> elementwise array functions (jax.numpy or numpy).
 
-A small interpreter over the expression tree, not code generation (no exec,
-no lambdify): each node maps to one array operation, shared subexpressions
-are evaluated once per call, and subtrees free of the variables become
-Python floats (weakly typed, so they follow the inputs' dtype).
+No code generation (no exec, no lambdify): the expression is compiled once
+into a straight-line program with one array operation per distinct
+subexpression; subtrees free of the variables become Python floats (weakly
+typed, so they follow the inputs' dtype).
 Arguments of asin/acos are clipped to [-1, 1].
 """
 from __future__ import annotations
@@ -66,15 +66,22 @@ _FUNCS = {
 
 def array_fn(expr: sp.Expr, symbols, backend_name: str = "jax", defs=()):
     """f(*arrays) evaluating `expr` with `symbols` bound to broadcastable
-    arrays, after the definitions `defs` ((symbol, value) pairs, in order)."""
+    arrays, after the definitions `defs` ((symbol, value) pairs, in order).
+
+    The expression is compiled once into a straight-line program over its
+    distinct subexpressions; a call runs the program."""
     ops = backend(backend_name)
-    symbols, defs = tuple(symbols), tuple(defs)
+    program = _Program(tuple(symbols))
+    for symbol, value in defs:
+        program.slots[symbol] = program.add(value)
+    result = program.add(expr)
+    steps = tuple(program.steps)
 
     def fn(*arrays):
-        memo = dict(zip(symbols, arrays))
-        for symbol, value in defs:
-            memo[symbol] = _eval(value, memo, ops)
-        out = _eval(expr, memo, ops)
+        values = list(arrays)
+        for func, args in steps:
+            values.append(func(ops, *(values[i] for i in args)))
+        out = values[result]
         shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
         if np.shape(out) != shape:
             out = out + ops.xp.zeros(shape, ops.xp.result_type(*arrays, 0.0))
@@ -83,34 +90,49 @@ def array_fn(expr: sp.Expr, symbols, backend_name: str = "jax", defs=()):
     return fn
 
 
-def _eval(e: sp.Expr, memo: dict, ops: SimpleNamespace):
-    if e in memo:
-        return memo[e]
-    if not e.free_symbols:
-        value = complex(sp.N(e, 17))
-        out = value.real if value.imag == 0 else value
-    elif e.is_Add:
-        out = functools.reduce(operator.add, (_eval(a, memo, ops) for a in e.args))
-    elif e.is_Mul:
-        out = functools.reduce(operator.mul, (_eval(a, memo, ops) for a in e.args))
-    elif e.is_Pow:
-        out = _power(_eval(e.base, memo, ops), e.exp, memo, ops)
-    elif isinstance(e, ArrayFunction):
-        out = type(e).array(ops, *(_eval(a, memo, ops) for a in e.args))
-    elif type(e).__name__ in _FUNCS:
-        args = [_eval(a, memo, ops) for a in e.args]
-        out = _FUNCS[type(e).__name__](ops, *args)
-    else:
+class _Program:
+    """Slots 0..n-1 hold the inputs; each step appends one value."""
+
+    def __init__(self, symbols: tuple):
+        self.slots = {s: i for i, s in enumerate(symbols)}
+        self.inputs = len(symbols)
+        self.steps: list = []
+
+    def add(self, e: sp.Expr) -> int:
+        """The slot of e's value, adding the steps that compute it."""
+        if e not in self.slots:
+            func, args = self._step(e)
+            self.steps.append((func, tuple(self.add(a) for a in args)))
+            self.slots[e] = self.inputs + len(self.steps) - 1
+        return self.slots[e]
+
+    def _step(self, e: sp.Expr):
+        """(func(ops, *args), argument expressions) for one node."""
+        if not e.free_symbols:
+            value = complex(sp.N(e, 17))
+            value = value.real if value.imag == 0 else value
+            return (lambda ops: value), ()
+        if e.is_Symbol:
+            raise ValueError(f"unbound symbol {e}")
+        if e.is_Add:
+            return (lambda ops, *a: functools.reduce(operator.add, a)), e.args
+        if e.is_Mul:
+            return (lambda ops, *a: functools.reduce(operator.mul, a)), e.args
+        if e.is_Pow:
+            return _power(e.exp), (e.base, e.exp)
+        if isinstance(e, ArrayFunction):
+            return type(e).array, e.args
+        if type(e).__name__ in _FUNCS:
+            return _FUNCS[type(e).__name__], e.args
         raise NotImplementedError(f"no array rule for {type(e).__name__}")
-    memo[e] = out
-    return out
 
 
-def _power(base, exp: sp.Expr, memo, ops):
+def _power(exp: sp.Expr):
     if exp == sp.S.Half:
-        return ops.xp.sqrt(base)
+        return lambda ops, b, e: ops.xp.sqrt(b)
     if exp == -sp.S.Half:
-        return 1 / ops.xp.sqrt(base)
+        return lambda ops, b, e: 1 / ops.xp.sqrt(b)
     if exp.is_Integer:
-        return base ** int(exp)
-    return ops.xp.power(base, _eval(exp, memo, ops))
+        n = int(exp)
+        return lambda ops, b, e: b**n
+    return lambda ops, b, e: ops.xp.power(b, e)

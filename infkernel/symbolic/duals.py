@@ -24,6 +24,7 @@ from .formula import X
 C = sp.Symbol("c", real=True)
 V1, V2 = sp.Symbol("v1", nonnegative=True), sp.Symbol("v2", nonnegative=True)
 _NONSMOOTH = (sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.sign)
+INACCURATE = 1e-4  # estimated relative quadrature error above which derive() warns
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,9 +105,13 @@ def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
     k = k or Part.quadrature(expr, degree)
     kdot = kdot or Part.quadrature(dexpr, degree)
     path = k.method if k.method == kdot.method else f"k: {k.method}; kdot: {kdot.method}"
-    if expr.has(*_NONSMOOTH) and (k.expr is None or kdot.expr is None):
+    quad = [p for p in (k, kdot) if p.expr is None]
+    if quad and expr.has(*_NONSMOOTH):
         warnings.warn(f"activation {formula or expr} is not smooth: Gauss-Hermite quadrature converges "
                       f"slowly here ({path})", stacklevel=3)
+    elif any(not p.error <= INACCURATE for p in quad):
+        warnings.warn(f"activation {formula or expr}: quadrature is inaccurate ({path}); "
+                      "a larger degree= may help, or E[f(u)^2] may not exist", stacklevel=3)
     return SymbolicActivation(expr, dexpr, path, array_fn(expr, [X], "jax"), k, kdot, formula)
 
 

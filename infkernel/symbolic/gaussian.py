@@ -36,7 +36,10 @@ import sympy as sp
 
 from .formula import X
 
-MAX_TERMS, MAX_POWER = 64, 4  # beyond these (after expansion): leave it to quadrature
+# Beyond these (after expansion) leave it to quadrature: the number of terms,
+# the highest power of x, and the sum over terms of (power + 1), which bounds
+# the work of the pairwise Stein recursions.
+MAX_TERMS, MAX_POWER, MAX_WORK = 64, 4, 20
 
 
 class NoClosedForm(Exception):
@@ -78,7 +81,7 @@ def terms(expr: sp.Expr) -> tuple[Term, ...] | None:
     if len(summands) > MAX_TERMS:
         return None
     out = tuple(_term(s) for s in summands)
-    if None in out or any(t.power > MAX_POWER for t in out):
+    if None in out or max(t.power for t in out) > MAX_POWER or sum(t.power + 1 for t in out) > MAX_WORK:
         return None
     if any(t.a != 0 for t in out) and any(not t.beta.is_real for t in out):
         return None  # erf of a complex mean: no real closed form
@@ -144,8 +147,24 @@ def inline(expr: sp.Expr, defs) -> sp.Expr:
     return expr
 
 
+def tree_size(expr: sp.Expr, defs) -> int:
+    """The number of nodes of `inline(expr, defs)`, counted without building it."""
+    sizes: dict = {}
+    for symbol, value in defs:
+        sizes[symbol] = _size(value, sizes)
+    return _size(expr, sizes)
+
+
+def _size(e: sp.Expr, sizes: dict) -> int:
+    if e not in sizes:
+        sizes[e] = 1 + sum(_size(a, sizes) for a in e.args)
+    return sizes[e]
+
+
 def simplified(expr: sp.Expr, defs, max_ops: int = 200):
     """(expr, defs) inlined, and written without I, where that stays short."""
+    if tree_size(expr, defs) > 4 * max_ops:
+        return expr, tuple(defs)
     is_complex = isinstance(expr, sp.re)
     flat = inline(expr.args[0] if is_complex else expr, defs)
     if is_complex and sp.count_ops(flat) <= max_ops:

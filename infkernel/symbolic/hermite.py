@@ -5,10 +5,12 @@ correlation rho, E[f(u) f(v)] = sum_n a_n^2 rho^n (Mehler's formula; O'Donnell
 2014, "Analysis of Boolean Functions", Prop. 11.31; Daniely et al. 2016,
 "Toward deeper understanding of neural networks", Sec. 4).
 
-A polynomial f of variances v1, v2: with monic coefficients
-f(s z) = sum_n A_n(s) He_n(z), A_n(s) = s^n B_n(s^2) and so
-    k(c, v1, v2) = sum_n n! B_n(v1) B_n(v2) c^n,
-a polynomial in (c, v1, v2), exact and finite at v1 = v2 = 0.
+A polynomial f(x) = sum_k p_k x^k of variances v1, v2: from
+x^k = sum_m k! / (m! 2^m (k - 2m)!) He_(k-2m)(x) (cf. DLMF 18.18),
+f(s z) = sum_n s^n B_n(s^2) He_n(z) with
+    B_n(v) = sum_m p_(n+2m) (n+2m)! / (m! 2^m n!) v^m,
+and so k(c, v1, v2) = sum_n n! B_n(v1) B_n(v2) c^n, a polynomial in
+(c, v1, v2), exact and finite at v1 = v2 = 0.
 """
 from __future__ import annotations
 
@@ -23,27 +25,21 @@ from . import gaussian, piecewise
 from .arrays import array_fn
 from .formula import X, parse
 
-_Z, _S = sp.Symbol("z", real=True), sp.Symbol("s", positive=True)
+
+def _b(p: list, n: int, v) -> sp.Expr:
+    """B_n(v) for the power coefficients p = [p_0, p_1, ...]."""
+    return sum((p[n + 2 * m] * sp.factorial(n + 2 * m) / (sp.factorial(m) * 2**m * sp.factorial(n)) * v**m
+                for m in range((len(p) - n + 1) // 2)), sp.S.Zero)
 
 
-def monic_coefficients(p: sp.Expr, z: sp.Symbol = X) -> list[sp.Expr]:
-    """[A_0, ..., A_d] with p = sum_n A_n He_n(z), He_n the monic Hermite polynomials."""
-    poly = sp.Poly(p, z)
-    out = [sp.S.Zero] * (poly.degree() + 1)
-    for n in range(poly.degree(), -1, -1):
-        out[n] = poly.coeff_monomial(z**n)
-        poly = poly - sp.Poly(out[n] * sp.hermite_prob(n, z), z)
-    return out
+def _powers(f: sp.Expr) -> list:
+    return sp.Poly(f, X).all_coeffs()[::-1]
 
 
 def polynomial_dual(f: sp.Expr, c, v1, v2) -> sp.Expr:
     """E[f(u) f(v)], (u, v) ~ N(0, [[v1, c], [c, v2]]), for a polynomial f."""
-    coeffs = monic_coefficients(sp.expand(f.subs(X, _S * _Z)), _Z)
-    out = sp.S.Zero
-    for n, a_n in enumerate(coeffs):
-        b_n = sp.expand(a_n / _S**n)
-        out += sp.factorial(n) * b_n.subs(_S, sp.sqrt(v1)) * b_n.subs(_S, sp.sqrt(v2)) * c**n
-    return out
+    p = _powers(f)
+    return sum((sp.factorial(n) * _b(p, n, v1) * _b(p, n, v2) * c**n for n in range(len(p))), sp.S.Zero)
 
 
 def hermite_coefficients(activation, k: int) -> list[sp.Expr]:
@@ -55,8 +51,8 @@ def hermite_coefficients(activation, k: int) -> list[sp.Expr]:
     """
     f = parse(activation) if isinstance(activation, str) else activation
     if f.is_polynomial(X):
-        coeffs = monic_coefficients(f) + [sp.S.Zero] * k
-        return [sp.sqrt(sp.factorial(n)) * coeffs[n] for n in range(k)]
+        p = _powers(f) + [sp.S.Zero] * k
+        return [sp.sqrt(sp.factorial(n)) * _b(p, n, 1) for n in range(k)]
     form = piecewise.relu_form(f)
     if form is not None:
         return [piecewise.hermite_coefficient(*form, n) for n in range(k)]
