@@ -296,3 +296,35 @@ def test_property_infinite_time_is_krr_for_any_psd_kernel(n, rank_extra, ridge, 
     y = rng.normal(size=n)
     want = KernelRidge(alpha=ridge, kernel="precomputed").fit(k[:n, :n], y).predict(k[n:, :n])
     np.testing.assert_allclose(P.gradient_flow(k[:n, :n], y, k[n:, :n], ridge=ridge).mean, want, rtol=1e-6, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- one call
+
+
+@pytest.mark.parametrize("t", [np.inf, 2.0])
+def test_kernel_regression_with_a_given_ridge(t):
+    (k, kx, _), _, y = problem()
+    got = P.kernel_regression(k, y, kx, t, ridge=0.1)
+    want = kx @ flow_matrix(k, t, 0.1) @ y if np.isfinite(t) else kx @ np.linalg.solve(k + 0.1 * np.eye(len(k)), y)
+    np.testing.assert_allclose(got.mean, want, rtol=1e-6, atol=1e-9)
+    assert got.ridge == 0.1
+
+
+def test_kernel_regression_with_auto_ridge_uses_the_loo_minimum():
+    (k, kx, _), _, noise = problem(n=20)
+    y = k[:, :2] + 0.3 * noise[:, :2]  # a signal in the kernel's span, and noise
+    got = P.kernel_regression(k, y, kx, ridge="auto")
+    ridges = P.default_ridges(k)
+    loo = [brute_force_cv(k, y, r, [[i] for i in range(20)]) for r in ridges]
+    assert 0 < np.argmin(loo) < len(ridges) - 1  # an interior optimum: the test can tell
+    assert got.ridge == pytest.approx(ridges[np.argmin(loo)], rel=1e-9)
+    want = KernelRidge(alpha=got.ridge, kernel="precomputed").fit(k, y).predict(kx)
+    np.testing.assert_allclose(got.mean, want, rtol=1e-6, atol=1e-9)
+    with pytest.raises(SpecError, match="ridge"):
+        P.kernel_regression(k, y, kx, ridge="best")
+
+
+def test_one_hot_targets():
+    classes, targets = P.one_hot_targets(np.array(["b", "a", "c", "a"]))
+    assert list(classes) == ["a", "b", "c"]
+    np.testing.assert_allclose(targets, np.eye(3)[[1, 0, 2, 0]] - 1 / 3)

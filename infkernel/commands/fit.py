@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import PREPROCESSORS, load, preprocess, reshape_for, subset
 from ..errors import SpecError
-from ..predict import Eigh, GradientFlow, nngp_posterior, one_hot_targets, select_ridge
+from ..predict import kernel_regression, one_hot_targets
 from . import add_spec_arguments, overrides
 
 
@@ -87,19 +87,6 @@ def _data(args):
     return data, kfn
 
 
-def _solve(k_train, targets, k_test, t: float, ridge, cv, seed: int):
-    """(ridge, mean test prediction): Cholesky for a given ridge at t = inf, else one eigendecomposition."""
-    n = len(k_train)
-    if ridge != "auto" and math.isinf(t):
-        _say(f"solve: Cholesky factorization of the {n}x{n} training kernel")
-        return ridge, nngp_posterior(k_train, targets, k_test, ridge=ridge).mean
-    _say(f"solve: eigendecomposition of the {n}x{n} training kernel")
-    eigh = Eigh(k_train)
-    if ridge == "auto":
-        ridge = select_ridge(eigh, targets, cv=cv, seed=seed).ridge
-    return ridge, GradientFlow(eigh, targets, ridge=ridge).mean(k_test, t)
-
-
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
     data, kfn = _data(args)
@@ -119,7 +106,9 @@ def run(args) -> int:
 
     start = time.perf_counter()
     class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
-    ridge, mean = _solve(k_train, targets, k_test, t, ridge, cv, args.seed)
+    how = "Cholesky" if ridge != "auto" and math.isinf(t) else "eigendecomposition"
+    _say(f"solve: {how} of the {len(k_train)}x{len(k_train)} training kernel")
+    mean, ridge = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed)
     solve_s = time.perf_counter() - start
     chosen = f" ({cv if cv == 'loo' else f'{cv}-fold'})" if args.ridge == "auto" else ""
     print(f"solve     ridge {ridge:.3g}{chosen}, t {t:g}: {solve_s:.2f} s")
