@@ -1,0 +1,9 @@
+# A fully connected ReLU net for scikit-learn's 8x8 digits, flattened to 64
+# inputs (the lazy-versus-feature-learning example of docs_lazy.md).
+input 64
+parameterization ntk
+let depth = 1
+repeat depth:
+    dense w_std=sqrt(2) b_std=0.1
+    relu
+dense w_std=1
