@@ -165,10 +165,15 @@ class _KernelModel(BaseEstimator):
         if not (np.isscalar(self.t) and self.t >= 0):
             raise SpecError(f"t must be a time >= 0 (np.inf allowed), got {self.t!r}")
 
+    def _key(self, x1: np.ndarray, x2: np.ndarray | None = None) -> tuple:
+        """What K(x1, x2) depends on: spec text, lets, dtype, and the data's fingerprints."""
+        text, lets = self._spec_key(math.prod(x1.shape[1:]))
+        return (text, lets, self.dtype, fingerprint(x1), None if x2 is None else fingerprint(x2))
+
     def _kernel(self, x1: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
         """K(x1, x2) of self.kernel's kind, from the cache or computed (with the NNGP alongside an NTK)."""
-        text, lets = self._spec_key(math.prod(x1.shape[1:]))
-        base = (text, lets, self.dtype, fingerprint(x1), None if x2 is None else fingerprint(x2))
+        base = self._key(x1, x2)
+        text, lets = base[:2]
         found = CACHE.get(base + (self.kernel,))
         if found is not None:
             return found
@@ -188,8 +193,7 @@ class _KernelModel(BaseEstimator):
         return getattr(k, self.kernel)
 
     def _eigh(self, x: np.ndarray) -> Eigh:
-        text, lets = self._spec_key(math.prod(x.shape[1:]))
-        key = (text, lets, self.dtype, fingerprint(x), None, self.kernel, "eigh")
+        key = self._key(x) + (self.kernel, "eigh")
         found = CACHE.get(key)
         if found is None:
             found = Eigh(self._kernel(x))
