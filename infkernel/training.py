@@ -776,7 +776,7 @@ def plot(cmp: Comparison, path, title: str = "") -> None:
             ax_w.loglog(w, values[0] * (w / w[0]) ** power, color="gray", ls=style, lw=1,
                         label=f"width^{power:g}")
     ax_w.set(xlabel="width", title=f"at step {cmp.steps}")
-    ax_w.legend(fontsize=7)
+    ax_w.legend(fontsize=6.5, loc="lower left")
     fig.suptitle(title or f"{cmp.parameterization} parameterization, alpha={cmp.alpha:g}, lr={cmp.lr:g}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
