@@ -279,6 +279,7 @@ def test_gelu_matches_numerical_integration(x64):
     ("x**2*sin(x)*exp(-x**2)", lambda x: x * x * np.sin(x) * np.exp(-x * x)),
     ("x*cos(3*x - 1)", lambda x: x * np.cos(3 * x - 1)),
     ("exp(0.3*x) - 1", lambda x: np.exp(0.3 * x) - 1),
+    ("erf(x) + exp(x/3)", lambda x: special.erf(x) + np.exp(x / 3)),
     ("sin(x)**3", lambda x: np.sin(x) ** 3),
 ])
 def test_gaussian_family_matches_quadrature_oracle(x64, formula, f):
@@ -401,6 +402,19 @@ def test_correlations_are_clipped(x64):
 
 def test_activation_is_cached():
     assert activation("erf(x)") is activation("erf(x)")
+
+
+def test_inlined_closed_form_matches_dual(x64):
+    """The let-form printed by describe() and its inlined sympy expression
+    evaluate (by sympy, at 30 digits) to what the jax dual returns."""
+    from infkernel.symbolic import C, V1, V2
+
+    act = activation("sin(x)*exp(-x**2)")
+    assert act.kdot.defs and "where" in act.describe()
+    point = {C: sp.Rational(3, 10), V1: sp.Rational(7, 10), V2: sp.Rational(13, 10)}
+    expected = float(sp.re(act.kdot.inlined().args[0].xreplace(point)).evalf(30))
+    value = float(act.dual(np.float64(0.3), np.float64(0.7), np.float64(1.3), True)[1])
+    assert abs(value - expected) <= 1e-12 * abs(expected)
 
 
 def test_describe():

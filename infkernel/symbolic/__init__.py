@@ -1,12 +1,11 @@
 """Symbolic activations: a formula in, dual kernels (NNGP and NTK rules) out.
 
-    >>> from infkernel.symbolic import activation
-    >>> act = activation("x*erf(x)")
-    >>> act.path
-    'closed form: Gaussian integral of exp/erf terms'
-    >>> k, kdot = act.dual(c, v1, v2, need_dot=True)   # jax arrays, broadcast
-    >>> act.fn(x)                                       # f on jax arrays
-    >>> print(act.describe())                           # or describe(latex=True)
+    from infkernel.symbolic import activation
+    act = activation("x*erf(x)")
+    act.path            # 'closed form: Gaussian integral of exp/erf terms'
+    k, kdot = act.dual(c, v1, v2, need_dot=True)   # jax arrays, broadcast
+    act.fn(x)           # f on jax arrays (finite networks)
+    print(act.describe())                          # or describe(latex=True)
 
 API
 ---
@@ -32,8 +31,10 @@ derive(expr, degree=None, formula=None, quadrature_only=False) -> SymbolicActiva
 SymbolicActivation
     .expr, .dexpr (sympy), .fn(x), .dual(c, v1, v2, need_dot) -> (k, kdot
     or None), .path ("closed form: ..." / "quadrature, degree N, est.
-    error E", per part when k and kdot differ), .k / .kdot (`Part`s with
-    .expr/.defs for closed forms), .describe(latex=False).
+    error E", per part when k and kdot differ), .k / .kdot (`Part`s:
+    .method, .expr after .defs (a let-form) or .inlined() for closed forms in
+    C, V1, V2 and `piecewise.rho`, .degree/.error for quadrature),
+    .describe(latex=False).
 hermite_coefficients(formula_or_expr, k) -> list[sympy.Expr]
     a_n = E[f(z) He_n(z)] / sqrt(n!), exact where possible, else numeric.
 

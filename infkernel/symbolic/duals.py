@@ -43,12 +43,18 @@ class Part:
         return cls(f"closed form: {method}", array_fn(expr, (C, V1, V2), "jax", defs), expr, tuple(defs))
 
     @classmethod
-    def quadrature(cls, f: sp.Expr, degree: int | None) -> "Part":
+    def by_quadrature(cls, f: sp.Expr, degree: int | None) -> "Part":
         n, err = quadrature.choose_degree(array_fn(f, [X], "numpy"), degree)
         fn = quadrature.expectation(array_fn(f, [X], "jax"), n)
         return cls(f"quadrature, degree {n}, est. error {err:.1e}", fn, None, (), n, err)
 
+    def inlined(self) -> sp.Expr | None:
+        """The closed form as one sympy expression in C, V1, V2 (and `rho`)."""
+        return None if self.expr is None else gaussian.inline(self.expr, self.defs)
+
     def describe(self, name: str, of: str, latex: bool) -> list[str]:
+        """Lines "name(c, v1, v2) = ..." (then "where ..." definitions); `of`
+        names the function whose expectation a quadrature part takes."""
         show = sp.latex if latex else sp.sstr
         lhs = f"{name}(c, v_1, v_2)" if latex else f"{name}(c, v1, v2)"
         if self.expr is None:
@@ -97,13 +103,14 @@ def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
     """The `SymbolicActivation` of f = `expr` (a sympy expression in X).
 
     `degree` fixes the Gauss-Hermite degree where quadrature is used (default:
-    the smallest of 8..128 with estimated error <= 1e-10); `quadrature_only`
-    skips the closed forms (a cross-check).
+    the smallest of 8..128 with estimated error <= 1e-10; closed forms ignore
+    it); `quadrature_only` skips the closed forms (a cross-check). Warns when
+    quadrature meets a non-smooth f or estimates an error above INACCURATE.
     """
     dexpr = sp.diff(expr, X)
     k, kdot = (None, None) if quadrature_only else _closed_forms(expr, dexpr)
-    k = k or Part.quadrature(expr, degree)
-    kdot = kdot or Part.quadrature(dexpr, degree)
+    k = k or Part.by_quadrature(expr, degree)
+    kdot = kdot or Part.by_quadrature(dexpr, degree)
     path = k.method if k.method == kdot.method else f"k: {k.method}; kdot: {kdot.method}"
     quad = [p for p in (k, kdot) if p.expr is None]
     if quad and expr.has(*_NONSMOOTH):

@@ -141,7 +141,10 @@ def expectation(f: tuple[Term, ...], g: tuple[Term, ...], c, v1, v2):
 
 
 def inline(expr: sp.Expr, defs) -> sp.Expr:
-    """`expr` with the definitions substituted (one expression, possibly large)."""
+    """`expr` with the definitions substituted (one expression, possibly large;
+    an outer re(...) stays unevaluated)."""
+    if isinstance(expr, sp.re):
+        return sp.re(inline(expr.args[0], defs), evaluate=False)
     for symbol, value in reversed(defs):
         expr = expr.xreplace({symbol: value})
     return expr

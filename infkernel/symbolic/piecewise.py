@@ -83,7 +83,11 @@ def dual(d, a, b, c, v1, v2) -> tuple[sp.Expr, sp.Expr]:
 
 
 def hermite_coefficient(d, a, b, n: int) -> sp.Expr:
-    """E[f(z) He_n(z)] / sqrt(n!), z ~ N(0, 1), exactly."""
-    relu_part = sp.integrate(X * sp.hermite_prob(n, X) * sp.exp(-X**2 / 2), (X, 0, sp.oo))
-    out = b * relu_part / sp.sqrt(2 * sp.pi * sp.factorial(n))
-    return sp.simplify(out + (d if n == 0 else 0) + (a if n == 1 else 0))
+    """E[f(z) He_n(z)] / sqrt(n!), z ~ N(0, 1), exactly: x He_n = He_(n+1) + n He_(n-1)
+    and, as (He_(m-1) phi)' = -He_m phi, the integral of He_m phi over (0, inf)
+    is He_(m-1)(0) phi(0) for m >= 1 (and 1/2 for m = 0)."""
+    def half(m):
+        return sp.S.Half if m == 0 else sp.hermite_prob(m - 1, 0) / sp.sqrt(2 * sp.pi)
+
+    relu_part = half(n + 1) + (n * half(n - 1) if n else 0)
+    return b * relu_part / sp.sqrt(sp.factorial(n)) + (d if n == 0 else 0) + (a if n == 1 else 0)
