@@ -46,8 +46,8 @@ def _row(xp, f, frame, zi, wi, z, w):
 
 def expectation(f, n: int):
     """(c, v1, v2) -> E[f(u) f(v)] by the degree-n rule for a jax array
-    function f; elementwise, jittable, memory that of the inputs times n
-    (a scan over the outer nodes)."""
+    function f; elementwise, jitted (so eager calls reuse the compilation),
+    memory that of the inputs times n (a scan over the outer nodes)."""
     z64, w64 = nodes(n)
 
     def run(c, v1, v2):
@@ -62,7 +62,7 @@ def expectation(f, n: int):
         total, _ = jax.lax.scan(step, jnp.zeros(c.shape, dtype), (z, w))
         return total
 
-    return run
+    return jax.jit(run)
 
 
 _GRID = np.array([(v1, v2, r) for v1 in (0.25, 1.0, 4.0) for v2 in (0.25, 1.0, 4.0)
@@ -77,20 +77,24 @@ def _grid_values(f_np, n: int) -> np.ndarray:
         return sum(_row(np, f_np, frame, zi, wi, z, w) for zi, wi in zip(z, w))
 
 
-def error_estimate(f_np, n: int) -> float:
-    """max |E_n - E_2n| / max |E_2n| over a grid of (v1, v2, rho), for a
-    numpy array function f_np, in float64."""
-    lo, hi = _grid_values(f_np, n), _grid_values(f_np, 2 * n)
+def _gap(lo: np.ndarray, hi: np.ndarray) -> float:
     scale = np.max(np.abs(hi))
     err = np.max(np.abs(lo - hi)) / (scale if scale > 0 else 1.0)
     return float(err) if np.isfinite(err) else float("inf")
 
 
+def error_estimate(f_np, n: int) -> float:
+    """max |E_n - E_2n| / max |E_2n| over a grid of (v1, v2, rho), for a
+    numpy array function f_np, in float64."""
+    return _gap(_grid_values(f_np, n), _grid_values(f_np, 2 * n))
+
+
 def choose_degree(f_np, degree: int | None = None, tol: float = 1e-10) -> tuple[int, float]:
     """(n, estimated error): `degree` if given, else the smallest n in DEGREES
     whose estimate is below `tol` (the largest if none is)."""
+    values = functools.lru_cache(maxsize=None)(lambda m: _grid_values(f_np, m))
     for n in (degree,) if degree else DEGREES:
-        err = error_estimate(f_np, n)
+        err = _gap(values(n), values(2 * n))
         if err <= tol:
             break
     return n, err
