@@ -417,6 +417,14 @@ def test_inlined_closed_form_matches_dual(x64):
     assert abs(value - expected) <= 1e-12 * abs(expected)
 
 
+def test_inlined_relu_with_explicit_rho():
+    from infkernel.symbolic import C, V1, V2
+
+    kdot = activation("max(x, 0)").kdot.inlined(explicit_rho=True)
+    value = kdot.xreplace({C: sp.Rational(1, 2), V1: sp.S.One, V2: sp.S.One})
+    assert sp.simplify(value - sp.Rational(1, 3)) == 0  # (pi - pi/3) / (2 pi)
+
+
 def test_describe():
     text = activation("erf(x)").describe()
     assert "asin" in text and "kdot(c, v1, v2)" in text

@@ -48,9 +48,14 @@ class Part:
         fn = quadrature.expectation(array_fn(f, [X], "jax"), n)
         return cls(f"quadrature, degree {n}, est. error {err:.1e}", fn, None, (), n, err)
 
-    def inlined(self) -> sp.Expr | None:
-        """The closed form as one sympy expression in C, V1, V2 (and `rho`)."""
-        return None if self.expr is None else gaussian.inline(self.expr, self.defs)
+    def inlined(self, explicit_rho: bool = False) -> sp.Expr | None:
+        """The closed form as one sympy expression in C, V1, V2; `rho(c, v1, v2)`
+        (the clipped correlation) stays a function unless `explicit_rho`, which
+        writes it as c / sqrt(v1 v2)."""
+        if self.expr is None:
+            return None
+        expr = gaussian.inline(self.expr, self.defs)
+        return expr.replace(piecewise.rho, lambda c, v1, v2: c / sp.sqrt(v1 * v2)) if explicit_rho else expr
 
     def describe(self, name: str, of: str, latex: bool) -> list[str]:
         """Lines "name(c, v1, v2) = ..." (then "where ..." definitions); `of`
