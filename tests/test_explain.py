@@ -20,6 +20,10 @@ dense w_std=1
 layernorm
 sin a=1 b=1.5 c=0.3
 dense w_std=1
+act "max(x, 0.3*x) + 0.1"
+dense w_std=1
+act "x*erf(x) - 0.5*x"
+dense w_std=1
 """
 
 

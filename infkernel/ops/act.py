@@ -46,15 +46,11 @@ class Act(Activation):
         import sympy as sp
 
         from ..symbolic import C, V1, V2
-        from ..symbolic.piecewise import rho
-        symbolic = self.symbolic
         parts = []
-        for part, label in ((symbolic.k, "E[f(u) f(v)]"), (symbolic.kdot, "E[f'(u) f'(v)]")):
-            if part.expr is None:
+        for part, label in ((self.symbolic.k, "E[f(u) f(v)]"), (self.symbolic.kdot, "E[f'(u) f'(v)]")):
+            expr = part.inlined(explicit_rho=True)
+            if expr is None:
                 parts.append(sp.Function(f"quadrature {label}")(c, v1, v2))
-                continue
-            expr = part.expr
-            for symbol, value in reversed(part.defs):
-                expr = expr.subs(symbol, value)
-            parts.append(expr.subs(rho, C / sp.sqrt(V1 * V2)).subs({C: c, V1: v1, V2: v2}, simultaneous=True))
+            else:
+                parts.append(expr.subs({C: c, V1: v1, V2: v2}, simultaneous=True))
         return tuple(parts)
