@@ -9,10 +9,10 @@ NTK prediction at the same time::
 
     import infkernel as ik
     from infkernel import training
-    data = training.prepare("docs/lazy_mlp.ik", ik.datasets.load_digits(), n_train=200, n_test=200)
-    run = training.train("docs/lazy_mlp.ik", data, width=1024, parameterization="ntk", lr=0.5, steps=400)
+    data = training.prepare("specs/digits_mlp.ik", ik.datasets.load_digits(), n_train=200, n_test=200)
+    run = training.train("specs/digits_mlp.ik", data, width=1024, parameterization="ntk", lr=0.5, steps=400)
     run.kernel_movement[-1], run.ntk_distance[-1]
-    cmp = training.compare("docs/lazy_mlp.ik", data, widths=(64, 256, 1024))
+    cmp = training.compare("specs/digits_mlp.ik", data, widths=(64, 256, 1024))
     cmp.slope("param_movement")             # about -1/2 under ntk, about 0 under mup
     cmp.slope("kernel_movement")            # -1/2 or steeper under ntk, about 0 under mup
 

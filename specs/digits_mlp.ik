@@ -1,5 +1,5 @@
 # A fully connected ReLU net for scikit-learn's 8x8 digits, flattened to 64
-# inputs (the lazy-versus-feature-learning example of docs_lazy.md).
+# inputs: the lazy-versus-feature-learning example (Lee et al. 2019, Fig. 1 setting in small).
 input 64
 parameterization ntk
 let depth = 1
