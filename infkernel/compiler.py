@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +64,30 @@ class Scan:
     out: int  # last node of the representative iteration
     final: int  # last node of the last iteration
     length: int
+
+
+class _Packed(NamedTuple):
+    """A scan carry with nngp and ntk stacked in one array `both`."""
+
+    both: Any
+    var1: Any
+    var2: Any
+
+
+def _pack(k: Cov):
+    """The scan carry of `k`: nngp and ntk stacked in one array, so that a rule
+    that produces both in one array (activations do) hands it to the next
+    iteration without copying it into two, and the next iteration's first reads
+    fuse with the slicing."""
+    if k.ntk is None:
+        return k
+    return _Packed(jnp.stack([k.nngp, k.ntk]), k.var1, k.var2)
+
+
+def _unpack(k) -> Cov:
+    if isinstance(k, _Packed):
+        return Cov(k.both[0], k.both[1], k.var1, k.var2)
+    return k
 
 
 def _scans(steps):
@@ -168,18 +193,18 @@ class Program:
 
     def _scan(self, scan: Scan, env, x1, x2, need_ntk, variances, record):
         def body(carry, xs):
-            local = {scan.entry: carry}
+            local = {scan.entry: _unpack(carry)}
             inner = {} if variances is None else None
             self.run(scan.body, local, x1, x2, need_ntk, xs, inner)
-            return local[scan.out], inner
+            return _pack(local[scan.out]), inner
 
         xs = None
         if variances is not None:  # (n, length, ...) -> (length, n, ...)
             xs = tuple(jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), v[scan.key]) for v in variances)
-        final, ys = lax.scan(body, env[scan.entry], xs, length=scan.length)
+        final, ys = lax.scan(body, _pack(env[scan.entry]), xs, length=scan.length)
         if record is not None:
             record[scan.key] = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), ys)
-        env[scan.final] = final
+        env[scan.final] = _unpack(final)
 
     # -- the two passes ----------------------------------------------------------
     def self_pass(self, x):

@@ -77,12 +77,29 @@ class KernelFn:
         self.engine = Engine(self.program)
 
     def __call__(self, x1, x2=None, get=KINDS, dtype: str = "float32", batch_size: int | None = None,
-                 memory=None, progress: bool | None = None) -> Kernel:
+                 memory=None, progress: bool | None = None, out=None) -> Kernel:
+        """K(x1, x2), or K(x1, x1) when x2 is None or x1 itself (then only the
+        upper triangle is computed and mirrored).
+
+        get: "nngp", "ntk" or both. dtype: "float32" or "float64".
+        memory: the engine's working-memory budget ("2GB", "512MB" or bytes;
+            default a quarter of the free memory, at most 4 GiB); the kernel
+            matrices themselves come on top unless `out` streams them to disk.
+        batch_size: instead of the budget, examples per tile side (a tile holds
+            at most batch_size**2 input pairs at once). Results do not depend on it.
+        progress: None shows a bar on work longer than about two seconds,
+            True always, False never.
+        out: a path "K" (or "K.npy"): the kernels are written to memory-mapped
+            K.nngp.npy and K.ntk.npy while they are computed, so they may be
+            larger than RAM; the returned arrays are those memmaps.
+        """
         get = check_get(get)
         dims = self.graph.input_shape
+        symmetric = x2 is None or x2 is x1
         x1 = check_inputs(x1, dims, "x1")
-        x2 = None if x2 is None else check_inputs(x2, dims, "x2")
-        nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress)
+        x2 = None if symmetric else check_inputs(x2, dims, "x2")
+        nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
+                                        kinds=get)
         return Kernel(nngp if "nngp" in get else None, ntk)
 
     def __repr__(self) -> str:

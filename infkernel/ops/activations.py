@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.scipy.special import erf
 
 from .base import Cov, Ctx, Op, check, outer_vars, register
@@ -42,7 +43,12 @@ class Activation(Op):
     def kernel(self, k: Cov, ctx: Ctx) -> Cov:
         v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
         nngp, kdot = self.dual(k.nngp, v1, v2, k.ntk is not None)
-        return Cov(nngp, None if k.ntk is None else kdot * k.ntk, None, None)
+        if k.ntk is None:
+            return Cov(nngp, None, None, None)
+        # One array for both outputs: XLA on CPU then computes them in one loop
+        # over the inputs instead of two (1.7x faster on pairs of positions).
+        both = lax.optimization_barrier(jnp.stack([nngp, kdot * k.ntk]))
+        return Cov(both[0], both[1], None, None)
 
     def apply(self, params, x, ctx):
         return self.fn(x)
@@ -52,25 +58,55 @@ def _safe_sqrt(a):
     return jnp.sqrt(jnp.maximum(a, 0))
 
 
+# arctan(a) = a q(a^2) on [0, 1], |error| <= 1.4e-7 evaluated in float32 (a
+# least-squares minimax fit): float32 resolution, and ~15x faster than XLA's
+# scalar atan2/acos on CPU, which dominate the ReLU rule otherwise.
+_ATAN = (0.9999993295678419, -0.3332984572635347, 0.19946442512828017, -0.13908158029240178,
+         0.09641235841891486, -0.05590156206917675, 0.021856708052476248, -0.004053095644515559)
+
+
+def arctan2(y, x):
+    """atan2(y, x) for y >= 0, in [0, pi]: a polynomial in float32, exact
+    jnp.arctan2 in float64. atan2(0, x > 0) = 0 exactly in both."""
+    if y.dtype != jnp.float32:
+        return jnp.arctan2(y, x)
+    ax = jnp.abs(x)
+    hi, lo = jnp.maximum(ax, y), jnp.minimum(ax, y)
+    a = lo / jnp.where(hi > 0, hi, 1)
+    z = a * a
+    q = _ATAN[-1]
+    for coef in _ATAN[-2::-1]:
+        q = q * z + coef
+    r = a * q
+    r = jnp.where(y > ax, math.pi / 2 - r, r)
+    return jnp.where(x < 0, math.pi - r, r)
+
+
 def _angle(c, v1, v2):
-    """(sqrt(v1 v2), theta = arccos of the correlation clipped to [-1, 1]).
-    A zero variance gives correlation 0 instead of 0/0."""
-    norm = _safe_sqrt(v1 * v2)
-    rho = jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1), 0)
-    return norm, jnp.arccos(jnp.clip(rho, -1, 1))
+    """(d, theta): d = sqrt(v1 v2 - c^2) = sqrt(v1 v2) sin theta, and the angle
+    theta = atan2(d, c) = arccos(c / sqrt(v1 v2)), the correlation clipped to
+    [-1, 1]. A zero variance gives correlation 0 (theta = pi/2) instead of 0/0.
+
+    v1 v2 - c^2 is computed as (v1 - c) v2 + c (v2 - c): exactly 0 when
+    c = v1 = v2 (an example with itself), whether or not the compiler fuses
+    multiply-adds, so theta is exactly 0 there; arccos is steepest at 1, where
+    one rounding of the correlation would move theta by ~3e-4 in float32."""
+    d = _safe_sqrt((v1 - c) * v2 + c * (v2 - c))
+    t = jnp.where(v1 * v2 > 0, arctan2(d, c), math.pi / 2)
+    return d, t
 
 
 def abrelu_dual(a: float, b: float, c, v1, v2, need_dot: bool):
     """phi(x) = a x for x < 0, b x for x >= 0, as b relu(x) - a relu(-x):
     k = (a^2 + b^2) J1(theta) - 2ab sqrt(v1 v2)(sin t - t cos t)/(2 pi),
     J1 the arc-cosine kernel of degree 1 (Cho & Saul 2009, Eq. (6));
-    kdot = ((a^2 + b^2)(pi - theta) + 2ab theta) / (2 pi)."""
-    norm, t = _angle(c, v1, v2)
-    sin, cos = jnp.sin(t), jnp.cos(t)
-    same = norm * (sin + (math.pi - t) * cos) / (2 * math.pi)
-    k = (a * a + b * b) * same
+    kdot = ((a^2 + b^2)(pi - theta) + 2ab theta) / (2 pi).
+    With sqrt(v1 v2) sin t = d and sqrt(v1 v2) cos t = c (see `_angle`),
+    J1 = (d + (pi - t) c) / (2 pi): no sin, cos or division per entry."""
+    d, t = _angle(c, v1, v2)
+    k = (a * a + b * b) * (d + (math.pi - t) * c) / (2 * math.pi)
     if a != 0:
-        k = k - 2 * a * b * norm * (sin - t * cos) / (2 * math.pi)
+        k = k - 2 * a * b * (d - t * c) / (2 * math.pi)
     kdot = None
     if need_dot:
         kdot = ((a * a + b * b) * (math.pi - t) + 2 * a * b * t) / (2 * math.pi)

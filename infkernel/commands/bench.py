@@ -1,0 +1,75 @@
+"""`infkernel bench [WORKLOAD ...]`: time the engine on the benchmark workloads.
+
+Each measurement runs in a fresh process (peak memory is that process's own):
+one call that compiles, then the median of `--repeats` calls of K(X, X), nngp
+and ntk, float32. With `--peer PYTHON` (the interpreter of the neural-tangents
+venv, see ../shared/peer/setup.sh) the reference runs on the same inputs, and
+the speedup and the largest relative difference of the kernels are printed.
+`--compile-depth` times compiling a 10- and a 100-layer ReLU network instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from .. import bench
+from ..errors import SpecError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",
+                        help=f"any of {', '.join(bench.WORKLOADS)} (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="examples (default: the workload's n)")
+    parser.add_argument("--peer", metavar="PYTHON", default=None,
+                        help="python of the neural-tangents venv: also run the reference and compare")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls after the compiling one (median)")
+    parser.add_argument("--memory", default=None, help="memory budget of the engine, e.g. 1GB")
+    parser.add_argument("--compile-depth", action="store_true",
+                        help="time compiling a 10- and a 100-layer ReLU network (repeat -> lax.scan)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measurement")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run(args) -> int:
+    if args.compile_depth:
+        times = bench.run_compile_depth(timeout=args.timeout)
+        for depth, seconds in times.items():
+            _say(f"depth {depth:>4}: compile {seconds:.2f} s")
+        _say(f"ratio 100/10: {times[100] / times[10]:.2f}")
+        return 0
+    names = args.workloads or list(bench.WORKLOADS)
+    for name in names:
+        bench.spec_path(name)  # unknown names fail before any work
+    if args.repeats < 1 or (args.n is not None and args.n < 1):
+        raise SpecError("--n and --repeats must be positive")
+    if args.peer and not os.path.exists(args.peer):
+        raise SpecError(f"--peer: no interpreter at {args.peer}", hint="run bash ../shared/peer/setup.sh")
+    _say(bench.HEADER)
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            n = args.n or bench.default_n(name)
+            ours_file = os.path.join(tmp, f"{name}.ik.npz") if args.peer else None
+            try:
+                ours = bench.run_infkernel(name, n, args.repeats, args.memory, ours_file, args.timeout)
+            except RuntimeError as e:
+                print(f"{name}: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            if not args.peer:
+                _say(bench.row(ours))
+                continue
+            peer_file = os.path.join(tmp, f"{name}.nt.npz")
+            try:
+                peer = bench.run_peer(args.peer, name, n, peer_file, args.timeout)
+            except RuntimeError as e:
+                _say(bench.row(ours))
+                print(f"{name}: neural-tangents: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            _say(bench.row(ours, peer, bench.compare(ours_file, peer_file)))
+    return 1 if failed else 0

@@ -1,0 +1,102 @@
+"""`infkernel kernel SPEC [--x1 X1.npy] [--x2 X2.npy] [--out K.npz]`: compute the
+NNGP and NTK of a spec on inputs and write them.
+
+`--out K.npz` writes both kernels into one npz (computed in memory);
+`--out K.npy` streams them into memory-mapped K.nngp.npy and K.ntk.npy while
+they are computed, so a kernel larger than RAM can be written. Without --x1
+the spec runs on a small bundled example that fits its input: scikit-learn's
+digits (8x8x1 or 64 inputs), seeded random inputs otherwise.
+"""
+from __future__ import annotations
+
+import math
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SpecError
+from . import add_spec_arguments, overrides
+
+EXAMPLE_DIGITS = 100
+EXAMPLE_RANDOM = 16
+
+
+def add_arguments(parser) -> None:
+    add_spec_arguments(parser)
+    parser.add_argument("--x1", metavar="X1.npy", help="inputs, shape (n, *input); default: a bundled example")
+    parser.add_argument("--x2", metavar="X2.npy", help="second inputs (default: K(x1, x1), upper triangle only)")
+    parser.add_argument("--out", default="kernel.npz", metavar="K.npz|K.npy",
+                        help="K.npz: one file, in memory; K.npy: memory-mapped K.nngp.npy, K.ntk.npy "
+                             "(default kernel.npz)")
+    parser.add_argument("--get", default="nngp,ntk", metavar="nngp,ntk", help="kernels to compute")
+    parser.add_argument("--x64", action="store_true", help="compute in float64")
+    parser.add_argument("--memory", default=None, help="working-memory budget, e.g. 2GB (default: from free memory)")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="examples per tile side instead of the budget")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load_array(path: str, name: str) -> np.ndarray:
+    """An array from a .npy file (or an .npz holding one array); SpecError if unreadable."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{name}: no such file {path}")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise SpecError(f"{name}: cannot read {path} as a numpy .npy file ({e})") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if len(data.files) != 1:
+                raise SpecError(f"{name}: {path} holds {len(data.files)} arrays ({', '.join(data.files)}); "
+                                "give a .npy file or an .npz with one array")
+            data = data[data.files[0]]
+    return data
+
+
+def example_inputs(shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
+    """A small example that fits `shape`: digits where it can, else seeded random inputs."""
+    if shape in ((8, 8, 1), (64,), (8, 8)):
+        from sklearn.datasets import load_digits
+        x = load_digits().data[:EXAMPLE_DIGITS].astype(np.float32) / 16.0
+        return x.reshape((len(x),) + shape), f"{EXAMPLE_DIGITS} digits (scikit-learn)"
+    x = np.random.default_rng(0).standard_normal((EXAMPLE_RANDOM,) + shape).astype(np.float32)
+    return x, f"{EXAMPLE_RANDOM} random inputs (seed 0)"
+
+
+def run(args) -> int:
+    from ..kernel import check_get, compile as compile_spec
+    get = check_get(tuple(g.strip() for g in args.get.split(",") if g.strip()))
+    out = Path(args.out)
+    if out.suffix not in (".npz", ".npy"):
+        raise SpecError(f"--out must end in .npz (one file, in memory) or .npy (memory-mapped), got {args.out}")
+    if not out.parent.exists():
+        raise SpecError(f"--out: folder {out.parent} does not exist")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SpecError(f"--batch-size must be positive, got {args.batch_size}")
+    kfn = compile_spec(args.spec, **overrides(args))
+    shape = tuple(kfn.graph.input_shape)
+    if args.x1:
+        x1, source = load_array(args.x1, "--x1"), args.x1
+    else:
+        if args.x2:
+            raise SpecError("--x2 needs --x1")
+        x1, source = example_inputs(shape)
+    x2 = load_array(args.x2, "--x2") if args.x2 else None
+    started = time.perf_counter()
+    k = kfn(x1, x2, get=get, dtype="float64" if args.x64 else "float32", batch_size=args.batch_size,
+            memory=args.memory, progress=False if args.quiet else None,
+            out=out if out.suffix == ".npy" else None)
+    if out.suffix == ".npz":
+        np.savez(out, **{kind: getattr(k, kind) for kind in get})
+        written = str(out)
+    else:
+        from ..engine import output_paths
+        written = ", ".join(str(p) for p in output_paths(out, get).values())
+    seconds = time.perf_counter() - started
+    first = getattr(k, get[0])
+    n2 = first.shape[1]
+    print(f"{' and '.join(get)} {first.shape[0]}x{n2} {first.dtype} of {source} in {seconds:.2f} s -> {written}")
+    return 0
