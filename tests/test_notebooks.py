@@ -114,6 +114,9 @@ def check_spectral_bias(c: dict) -> None:
     # the kernel's halving times are those of its Funk-Hecke eigenvalues, ln 2 / (n lam_k)
     for measured, predicted in zip(c["kernel_t_half"], c["funk_hecke_t_half"]):
         assert abs(measured / predicted - 1) < 0.1, c
+    # the finite network follows the kernel's time scales, mode by mode
+    for net, kernel in zip(c["network_t_half"], c["kernel_t_half"]):
+        assert 1 / 1.5 < net / kernel < 1.5, c
 
 
 def check_learning_curves(c: dict) -> None:
