@@ -105,6 +105,8 @@ def check_linearization(c: dict) -> None:
     assert all(b < a for a, b in zip(dev, dev[1:])), c
     # and close in absolute terms at the largest width (outputs are O(1))
     assert dev[-1] < 0.25 * c["output_scale"], c
+    # at the rate width^(-1/2) of Lee et al.'s Theorem 2.1 (the log-log slope over the widths)
+    assert -0.8 < c["slope"] < -0.3, c
 
 
 def check_spectral_bias(c: dict) -> None:
@@ -163,7 +165,7 @@ CHECKS = {
 BAD = {
     "01_quickstart": {"nngp_accuracy": 0.97, "ntk_accuracy": 0.5, "linear_accuracy": 0.9,
                       "flow_accuracy_first": 0.3, "flow_accuracy_last": 0.5},
-    "02_linearization": {"widths": [64, 1024], "max_deviation": [0.2, 0.3], "output_scale": 1.0},
+    "02_linearization": {"widths": [64, 1024], "max_deviation": [0.2, 0.3], "output_scale": 1.0, "slope": 0.15},
     "03_spectral_bias": {"kernel_t_half": [0.1, 1.0, 0.5, 4.0], "network_t_half": [0.1, 1.0, 2.0, 4.0],
                          "funk_hecke_t_half": [0.1, 1.0, 0.5, 4.0]},
     "04_learning_curves": {"factor": 1.5, "min_ratio_mode_mse": 0.9, "max_ratio_mode_mse": 3.0,
