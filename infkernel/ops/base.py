@@ -176,39 +176,16 @@ def padding_amounts(length: int, window: int, stride: int, padding: str) -> tupl
     return total // 2, total - total // 2, out
 
 
-def _pad(a, axes: tuple[int, ...], lo: int, hi: int, padding: str):
-    if lo == hi == 0:
-        return a
-    widths = [(0, 0)] * a.ndim
-    for ax in axes:
-        widths[ax] = (lo, hi)
-    return jnp.pad(a, widths, mode="wrap" if padding == "circular" else "constant")
-
-
-def window_mean(a, axes: tuple[int, ...], window: int, stride: int, padding: str):
-    """Mean over a 1-D window that moves the given axes together.
-
-    With one axis this is average pooling along it. With two axes (i, j) it is
-    K'[i, j] = mean_t K[s*i + t, s*j + t]: the same tap shifts both positions,
-    which is how a convolution with weights independent across taps acts on
-    pairs of positions. Zero padding counts in the mean (the convention of
-    neural-tangents and of lax.conv with zero padding); circular padding wraps.
-    """
-    length = a.shape[axes[0]]
-    lo, hi, out = padding_amounts(length, window, stride, padding)
-    a = _pad(a, axes, lo, hi, padding)
-    total = 0
-    for t in range(window):
-        index = [slice(None)] * a.ndim
-        for ax in axes:
-            index[ax] = slice(t, t + stride * (out - 1) + 1, stride)
-        total = total + a[tuple(index)]
-    return total / window
-
-
 def window_means(a, groups, windows, strides, padding: str):
-    """`window_mean` over several groups of axes (one per spatial axis of a
-    conv), padding all of them in one copy first.
+    """Means over 1-D windows, one per group of axes, padding all groups in one
+    copy first.
+
+    A group of one axis is average pooling along it. A group of two axes
+    (i, j) is K'[i, j] = mean_t K[s*i + t, s*j + t]: the same tap shifts both
+    positions, which is how a convolution with weights independent across taps
+    acts on pairs of positions. Zero padding counts in the mean (the
+    convention of neural-tangents and of lax.conv with zero padding);
+    circular padding wraps.
 
     The padded copy is kept out of the sums' loops (an optimization barrier):
     fused into them, XLA on CPU tests every read against the pad's bounds,
@@ -232,6 +209,12 @@ def window_means(a, groups, windows, strides, padding: str):
             total = total + a[tuple(index)]
         a = total / window
     return a
+
+
+def linear_map(k: Cov, f) -> Cov:
+    """The kernels after a linear map of the features, which acts alike on the
+    NNGP and the NTK (pooling, flattening, scaling)."""
+    return Cov(f(k.nngp), None if k.ntk is None else f(k.ntk), None, None)
 
 
 def spatial_axes(ndim_batch: int, rank: int, layout: str) -> list[tuple[int, ...]]:

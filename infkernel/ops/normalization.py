@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from .base import Cov, Op, outer_vars, register
+from .base import Op, linear_map, outer_vars, register
 
 
 @register
@@ -29,7 +29,7 @@ class Layernorm(Op):
         v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
         prod = v1 * v2
         scale = jnp.where(prod > 0, 1 / jnp.sqrt(jnp.where(prod > 0, prod, 1)), 0)
-        return Cov(k.nngp * scale, None if k.ntk is None else k.ntk * scale, None, None)
+        return linear_map(k, lambda a: a * scale)
 
     def explain(self, ctx, ins):
         import sympy as sp

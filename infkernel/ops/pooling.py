@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 from jax import lax
 
-from .base import DIAG, PAIRS, Cov, Op, Shape, check, padding_amounts, register, to_layout, window_mean
+from .base import DIAG, PAIRS, Op, Shape, check, linear_map, padding_amounts, register, to_layout, window_means
 
 
 @register
@@ -56,15 +56,13 @@ class Avgpool(Op):
         return Shape(tuple(out), s.channels)
 
     def _pool(self, a, rank, layout_out):
-        for d, (i, j) in enumerate(zip(range(2, 2 + rank), range(2 + rank, 2 + 2 * rank))):
-            for axis in (i, j):
-                a = window_mean(a, (axis,), self.window[d], self.strides()[d], self.padding)
+        rows = [(2 + d,) for d in range(rank)]
+        cols = [(2 + rank + d,) for d in range(rank)]
+        a = window_means(a, rows + cols, self.window * 2, self.strides() * 2, self.padding)
         return to_layout(a, rank, PAIRS, layout_out)
 
     def kernel(self, k, ctx):
-        rank = ctx.in_shape.rank
-        ntk = None if k.ntk is None else self._pool(k.ntk, rank, ctx.layout_out)
-        return Cov(self._pool(k.nngp, rank, ctx.layout_out), ntk, None, None)
+        return linear_map(k, lambda a: self._pool(a, ctx.in_shape.rank, ctx.layout_out))
 
     def explain(self, ctx, ins):
         import sympy as sp
@@ -94,8 +92,7 @@ class Gap(Op):
 
     def kernel(self, k, ctx):
         axes = tuple(range(2, 2 + 2 * ctx.in_shape.rank))
-        ntk = None if k.ntk is None else jnp.mean(k.ntk, axes)
-        return Cov(jnp.mean(k.nngp, axes), ntk, None, None)
+        return linear_map(k, lambda a: jnp.mean(a, axes))
 
     def explain(self, ctx, ins):
         import sympy as sp
@@ -120,12 +117,9 @@ class Flatten(Op):
         channels = None if s.channels is None else s.channels * math.prod(s.spatial)
         return Shape((), channels)
 
-    def _flat(self, a, ctx):  # the compiler hands it same-position covariances
-        return jnp.mean(a, axis=tuple(range(2, 2 + ctx.in_shape.rank)))
-
-    def kernel(self, k, ctx):
-        ntk = None if k.ntk is None else self._flat(k.ntk, ctx)
-        return Cov(self._flat(k.nngp, ctx), ntk, None, None)
+    def kernel(self, k, ctx):  # the compiler hands it same-position covariances
+        axes = tuple(range(2, 2 + ctx.in_shape.rank))
+        return linear_map(k, lambda a: jnp.mean(a, axes))
 
     def explain(self, ctx, ins):
         import sympy as sp

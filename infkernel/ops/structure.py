@@ -10,6 +10,12 @@ from jax import lax
 from .base import PAIRS, Cov, Op, Shape, check, register
 
 
+def weighted_sum(ks, weights) -> Cov:
+    """sum_b w_b K_b, alike for the NNGP and the NTK."""
+    ntk = None if ks[0].ntk is None else sum(w * k.ntk for w, k in zip(weights, ks))
+    return Cov(sum(w * k.nngp for w, k in zip(weights, ks)), ntk, None, None)
+
+
 @register
 @dataclass(frozen=True)
 class Input(Op):
@@ -70,8 +76,7 @@ class Sum(Op):
         return Shape(first.spatial, channels)
 
     def kernel_fanin(self, ks, ctx):
-        ntk = None if ks[0].ntk is None else sum(k.ntk for k in ks)
-        return Cov(sum(k.nngp for k in ks), ntk, None, None)
+        return weighted_sum(ks, [1.0] * len(ks))
 
     def explain(self, ctx, ins):
         return sum(t.sigma for t in ins), sum(t.theta for t in ins), "sum of independent branches"
@@ -109,9 +114,7 @@ class Concat(Op):
         return [w / sum(widths) for w in widths]
 
     def kernel_fanin(self, ks, ctx):
-        w = self.weights(ctx)
-        ntk = None if ks[0].ntk is None else sum(wi * k.ntk for wi, k in zip(w, ks))
-        return Cov(sum(wi * k.nngp for wi, k in zip(w, ks)), ntk, None, None)
+        return weighted_sum(ks, self.weights(ctx))
 
     def explain(self, ctx, ins):
         import sympy as sp
