@@ -132,11 +132,19 @@ def check_learning_curves(c: dict) -> None:
 
 
 def check_lazy_vs_rich(c: dict) -> None:
-    """Kernel movement falls with width under ntk and with the output scale alpha; not under mup."""
+    """Kernel movement falls with width under ntk (not under mup) and with the output scale alpha;
+    the test loss of lazy training approaches the infinite-width NTK's."""
     assert increasing([-m for m in c["ntk_movement_by_width"]]), c
     assert c["ntk_slope"] < -0.3, c
-    assert c["mup_slope"] > c["ntk_slope"] + 0.2, c
+    assert abs(c["mup_slope"]) < 0.2 and c["mup_slope"] > c["ntk_slope"] + 0.2, c
+    assert min(c["mup_movement_by_width"]) > 0.2, c  # mup moves its kernel by O(1) at every width
     assert increasing([-m for m in c["movement_by_alpha"]]), c
+    assert -1.3 < c["alpha_tail_slope"] < -0.7, c  # like 1/alpha at the lazy end (Chizat et al. 2019)
+    ntk_test, inf = c["ntk_test_loss_by_width"], c["infinite_ntk_test_loss"]
+    assert abs(ntk_test[-1] - inf) < abs(ntk_test[0] - inf), c
+    # measured on this task: feature learning (mup, small alpha) beats the kernel
+    assert c["mup_test_loss_by_width"][-1] < inf, c
+    assert c["test_loss_by_alpha"][0] < c["test_loss_by_alpha"][-1], c
 
 
 def check_depth_and_pooling(c: dict) -> None:
@@ -172,7 +180,10 @@ BAD = {
                            "min_ratio_E_g": 1.0, "max_ratio_E_g": 1.1, "max_ratio_mode_errors": 100.0,
                            "E_g_measured": [0.5, 0.3, 0.2]},
     "05_lazy_vs_rich": {"ntk_movement_by_width": [0.1, 0.05, 0.02], "ntk_slope": -0.5, "mup_slope": -0.45,
-                        "movement_by_alpha": [0.1, 0.01, 0.001]},
+                        "mup_movement_by_width": [0.7, 0.5, 0.3], "movement_by_alpha": [0.1, 0.01, 0.001],
+                        "alpha_tail_slope": -1.0, "ntk_test_loss_by_width": [0.2, 0.15, 0.13],
+                        "infinite_ntk_test_loss": 0.13, "mup_test_loss_by_width": [0.15, 0.12, 0.11],
+                        "test_loss_by_alpha": [0.1, 0.12, 0.14]},
     "06_depth_and_pooling": {"depths": [1, 2, 3],
                              "accuracy": {"fc": [0.9, 0.9, 0.9], "vanilla": [0.9, 0.95, 0.95], "gap": [0.8, 0.97, 0.97]},
                              "mse": {"fc": [0.3, 0.3, 0.3], "vanilla": [0.3, 0.2, 0.2], "gap": [0.4, 0.25, 0.2]}},
