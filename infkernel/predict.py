@@ -45,7 +45,8 @@ __all__ = [
     "select_ridge",
 ]
 
-_CHUNK = 2048  # rows of V per block when forming row sums of V * V
+_CHUNK = 2048  # rows per block when scanning an (n, n) matrix
+_EPS32 = float(np.finfo(np.float32).eps)
 
 
 class SingularKernelError(SpecError):
@@ -149,13 +150,20 @@ def _over_t(t, at: Callable[[float], np.ndarray]) -> np.ndarray:
     return np.stack([at(float(ti)) for ti in ts])
 
 
-def _singular(smallest: float, largest: float, n: int) -> SingularKernelError:
-    suggestion = max(largest, 1.0) * 1e-6
+def _singular(smallest: float, largest: float, n: int, eps: float, ridge: float) -> SingularKernelError:
+    """The error for K + ridge I with eigenvalues in [smallest, largest] below rounding (n * eps * largest)."""
+    tol = n * eps * largest
+    what = "training kernel matrix" + (f" plus ridge {ridge:.3g}" if ridge else "")
+    hint = (
+        f"use a ridge above {tol:.1g}, ridge='auto', or float64 kernels"
+        if ridge
+        else f"pass a ridge > 0, e.g. ridge={max(tol, 1e-6 * largest):.1g}, or ridge='auto' to select one; "
+        "gradient flow at a finite t needs no ridge"
+    )
     return SingularKernelError(
-        f"the {n}x{n} training kernel matrix is singular to working precision "
-        f"(smallest eigenvalue {smallest:.3g}, largest {largest:.3g})",
-        hint=f"pass a ridge > 0, e.g. ridge={suggestion:.1g}, or ridge='auto' to select one; "
-        "gradient flow at a finite t needs no ridge",
+        f"the {n}x{n} {what} is singular to working precision: smallest eigenvalue {smallest:.3g} "
+        f"<= n * eps * largest = {tol:.3g} (eps = {eps:.3g}, the kernel's precision)",
+        hint=hint,
     )
 
 
@@ -168,8 +176,9 @@ class Eigh:
     Made once, it serves every time t and every ridge value (ridge shifts w),
     which is what makes :class:`GradientFlow` at many t and :func:`select_ridge`
     over many ridges cost one factorization. Eigenvalues within rounding of zero
-    (|w| <= n * eps * max(w), eps of the kernel's dtype) count as zero; clearly
-    negative ones mean the matrix is not a kernel matrix and raise SpecError.
+    (w <= n * eps * max(w), eps of the kernel's dtype) count as zero; clearly
+    negative ones (below -100 n eps max(w), eps at least float32's) mean the
+    matrix is not a kernel matrix and raise SpecError.
     """
 
     def __init__(self, k_train_train):
@@ -178,8 +187,10 @@ class Eigh:
         w, v = sla.eigh(k, lower=True, overwrite_a=True, check_finite=False, driver="evd")
         n = k.shape[0]
         largest = max(float(w[-1]), 0.0) if n else 0.0
-        self.tol = max(n, 1) * _eps(k_train_train) * largest
-        if n and w[0] < -100 * self.tol:
+        self.eps = _eps(k_train_train)
+        self.tol = max(n, 1) * self.eps * largest
+        # float32 rounding is tolerated whatever the dtype: kernels are often computed in float32 and cast
+        if n and w[0] < -100 * max(n, 1) * max(self.eps, _EPS32) * largest:
             raise SpecError(
                 f"k_train_train is not positive semi-definite (eigenvalue {w[0]:.3g}, largest {largest:.3g})"
             )
@@ -194,14 +205,16 @@ class Eigh:
         """Eigenvalues of K + ridge I."""
         return self.values + ridge
 
-    def singular_error(self) -> SingularKernelError:
-        w = self.values if self.n else np.zeros(1)
-        return _singular(float(w[0]), float(w[-1]), self.n)
+    def invertible(self, ridge) -> np.ndarray:
+        """Whether K + ridge I has all eigenvalues above rounding (n * eps * max(w)), per ridge."""
+        smallest = self.values[0] if self.n else -np.inf
+        return smallest + np.asarray(ridge) > self.tol
 
     def require_invertible(self, ridge: float) -> None:
-        """Raise SingularKernelError unless K + ridge I is invertible."""
-        if ridge == 0 and (self.n == 0 or self.values[0] == 0):
-            raise self.singular_error()
+        """Raise SingularKernelError unless K + ridge I is invertible to working precision."""
+        if not self.invertible(ridge):
+            w = self.shifted(ridge) if self.n else np.zeros(1)
+            raise _singular(float(w[0]), float(self.values[-1]) if self.n else 0.0, self.n, self.eps, ridge)
 
     def flow_filter(self, t: float, ridge: float) -> np.ndarray:
         """g_t(w + ridge) with g_t(l) = (1 - exp(-l t)) / l; at t = inf, 1 / l; at l = 0, t.
@@ -224,9 +237,10 @@ def _as_eigh(k) -> Eigh:
 # --------------------------------------------------------------------------- NNGP posterior
 
 
-def _cholesky(k: np.ndarray, eps: float) -> tuple[np.ndarray, bool]:
-    """cho_factor of an SPD matrix, or SingularKernelError when it is singular to working precision."""
+def _cholesky(k: np.ndarray, eps: float, ridge: float) -> tuple[np.ndarray, bool]:
+    """cho_factor of K + ridge I, or SingularKernelError when it is singular to working precision."""
     n = k.shape[0]
+    k = k + ridge * np.eye(n)
     try:
         c = sla.cho_factor(k, lower=True, check_finite=False)
     except np.linalg.LinAlgError:
@@ -237,7 +251,7 @@ def _cholesky(k: np.ndarray, eps: float) -> tuple[np.ndarray, bool]:
         if info == 0 and rcond > n * eps:
             return c
     w = sla.eigvalsh(k, check_finite=False)
-    raise _singular(float(w[0]), float(w[-1]), n)
+    raise _singular(float(w[0]), float(w[-1]) - ridge, n, eps, ridge)
 
 
 def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ridge=0.0) -> Prediction:
@@ -259,7 +273,7 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ri
     y, vector = _targets(y_train, n)
     kx = _matrix("k_test_train", k_test_train, (None, n))
     r = _ridge(ridge)
-    c = _cholesky(k + r * np.eye(n), _eps(k_train_train))
+    c = _cholesky(k, _eps(k_train_train), r)
     mean = kx @ sla.cho_solve(c, y, check_finite=False)
     mean = mean[:, 0] if vector else mean
     if k_test_test is None:
@@ -417,8 +431,7 @@ def default_ridges(k_train_train, num: int = 17) -> np.ndarray:
 def _inverse_filters(eigh: Eigh, ridges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """1 / (w + r) for each ridge r, (n, R); and which ridges leave K + r I invertible."""
     lam = eigh.values[:, None] + ridges[None, :]
-    ok = (lam > 0).all(axis=0) if eigh.n else np.zeros(len(ridges), bool)
-    return np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0), ok
+    return np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0), eigh.invertible(ridges)
 
 
 def _ridges(ridges) -> np.ndarray:
@@ -434,7 +447,7 @@ def loo_errors(k_train_train, y_train, ridges) -> np.ndarray:
     Closed form (e.g. Rifkin & Lippert 2007, "Notes on regularized least
     squares"): with A = (K + r I)^{-1}, the residual at example i of the model
     fitted without i is (A Y)_i / A_ii. From one eigendecomposition, all
-    ridges cost O(n^2 R). A ridge at which K + r I is singular gets inf.
+    ridges cost O(n^2 R). A ridge at which K + r I is singular to working precision gets inf.
     """
     eigh = _as_eigh(k_train_train)
     y, _ = _targets(y_train, eigh.n)
@@ -469,7 +482,7 @@ def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0) -> np.n
     The held-out residual of fold F is (A_FF)^{-1} (A Y)_F with A = (K + r I)^{-1}
     (the block form of the leave-one-out identity), so one eigendecomposition
     serves all ridges and folds: O(n^3 R / folds) in matrix products. A ridge at
-    which K + r I is singular gets inf.
+    which K + r I is singular to working precision gets inf.
     """
     eigh = _as_eigh(k_train_train)
     y, _ = _targets(y_train, eigh.n)
@@ -504,7 +517,7 @@ def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", 
     else:
         raise SpecError(f"cv must be 'loo' or a number of folds, got {cv!r}")
     if not np.any(np.isfinite(errors)):
-        raise eigh.singular_error()
+        eigh.require_invertible(float(np.max(r)))
     return RidgeSelection(float(np.max(r[errors == np.min(errors)])), r, errors)
 
 

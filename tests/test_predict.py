@@ -203,6 +203,20 @@ def test_float32_kernels_use_float32_tolerance():
         P.gradient_flow(k, np.ones(30), k[:2])
 
 
+def test_a_ridge_below_float32_rounding_is_refused_the_same_way_by_both_solvers():
+    x = np.random.default_rng(0).normal(size=(30, 5))
+    k = (x @ x.T).astype(np.float32)  # rank 5; rounding level 30 * 1.2e-7 * largest
+    largest = np.linalg.eigvalsh(k.astype(float))[-1]
+    tiny, enough = 1e-7 * largest, 1e-4 * largest
+    for call in (P.nngp_posterior, P.gradient_flow):
+        with pytest.raises(P.SingularKernelError, match="float64"):
+            call(k, np.ones(30), k[:2], ridge=tiny)
+        call(k, np.ones(30), k[:2], ridge=enough)
+    errors = P.loo_errors(k, x[:, 0], [tiny, enough])
+    assert np.isinf(errors[0]) and np.isfinite(errors[1])
+    assert np.all(np.isfinite(P.loo_errors(k.astype(np.float64), x[:, 0], [tiny, enough])))  # float64: fine
+
+
 @pytest.mark.parametrize(
     "args, match",
     [
