@@ -9,7 +9,8 @@ under 500 KB, and with numbers that satisfy the same claims). `CHECKS` holds
 one function per notebook; `test_checks_can_fail` feeds each one numbers
 that contradict its claim.
 
-Run one notebook: ``python -m pytest tests/test_notebooks.py -k quickstart``.
+Run one notebook: ``python -m pytest tests/test_notebooks.py -k quickstart``; skip executing
+them (the checks on the committed notebooks still run): ``INFKERNEL_SKIP_NOTEBOOKS=1``.
 Re-execute and save a notebook in place (what is committed):
 ``python tests/test_notebooks.py notebooks/01_quickstart.ipynb``.
 """
@@ -123,8 +124,7 @@ def check_spectral_bias(c: dict) -> None:
 
 def check_learning_curves(c: dict) -> None:
     """Measured per-mode errors follow the theory's mode_mse (within a factor); mode_errors does not."""
-    assert 1 / c["factor"] <= c["min_ratio_mode_mse"] <= c["max_ratio_mode_mse"] <= c["factor"], c
-    assert c["factor"] <= 1.5, c
+    assert 1 / 1.5 <= c["min_ratio_mode_mse"] <= c["max_ratio_mode_mse"] <= 1.5, c
     assert 1 / 1.25 <= c["min_ratio_E_g"] <= c["max_ratio_E_g"] <= 1.25, c
     # the other split of E_g is not the measured error per mode
     assert c["max_ratio_mode_errors"] > 10, c
@@ -214,6 +214,7 @@ def test_committed_notebook(path):
     CHECKS[path.stem](claims(nb))
 
 
+@pytest.mark.skipif(os.environ.get("INFKERNEL_SKIP_NOTEBOOKS") == "1", reason="INFKERNEL_SKIP_NOTEBOOKS=1")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path):
     """Executed now, top to bottom, the notebook's numbers satisfy its claim."""
