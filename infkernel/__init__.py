@@ -14,6 +14,19 @@ from .ops import (REGISTRY, Abrelu, Avgpool, Concat, Conv, Dense, Erf, Flatten, 
 
 __version__ = "0.1.0"
 
+# Submodules with heavier imports load on first use: ik.datasets, ik.predict, ...
+_SUBMODULES = ("datasets", "predict", "sklearn", "finite", "montecarlo", "testing", "training", "spectral",
+               "symbolic", "explain")
+
+
+def __getattr__(name):
+    import importlib
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name == "monte_carlo":
+        return importlib.import_module(f"{__name__}.montecarlo").monte_carlo
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = ["SpecError", "Where", "Graph", "Node", "Parallel", "Repeat", "Residual", "build", "op", "serial",
            "Kernel", "KernelFn", "compile", "parse", "REGISTRY", "Abrelu", "Avgpool", "Concat", "Conv", "Dense",
            "Erf", "Flatten", "Gap", "Gelu", "Identity", "Input", "Layernorm", "LeakyRelu", "Relu", "Shape", "Sin",
