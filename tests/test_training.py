@@ -18,7 +18,7 @@ What theory predicts under the ntk parameterization at a fixed training time t:
   linear in the zero-mean readout weights. The tests check the erf network
   against -1 and the bound -1/2 against a ReLU network (whose kinks give about
   width^-3/4). No ntk net measured so far has a kernel-movement slope near -1/2
-  (erf and ReLU, 1-3 hidden layers: -0.83 to -1.02; the table in docs_lazy.md).
+  (erf and ReLU, 1-3 hidden layers: -0.83 to -1.02; the table in README.md, section "Lazy or feature learning?").
 
 Under muP the parameters and the kernel move by O(1) at every width (Yang &
 Hu 2021); a large output scale alpha makes any parameterization lazy, with
