@@ -248,10 +248,13 @@ def _cholesky(k: np.ndarray, eps: float, ridge: float) -> tuple[np.ndarray, bool
     if c is not None:
         anorm = float(np.abs(k).sum(axis=0).max())
         rcond, info = lapack.dpocon(c[0], anorm, uplo="L")
-        if info == 0 and rcond > n * eps:
+        if info == 0 and rcond > n * eps:  # 1-norm rcond <= 2-norm rcond: certainly invertible
             return c
-    w = sla.eigvalsh(k, check_finite=False)
-    raise _singular(float(w[0]), float(w[-1]) - ridge, n, eps, ridge)
+    w = sla.eigvalsh(k, check_finite=False)  # borderline: decide exactly as Eigh does
+    largest = float(w[-1]) - ridge
+    if c is not None and w[0] > n * eps * largest:
+        return c
+    raise _singular(float(w[0]), largest, n, eps, ridge)
 
 
 def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ridge=0.0) -> Prediction:

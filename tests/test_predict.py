@@ -217,6 +217,20 @@ def test_a_ridge_below_float32_rounding_is_refused_the_same_way_by_both_solvers(
     assert np.all(np.isfinite(P.loo_errors(k.astype(np.float64), x[:, 0], [tiny, enough])))  # float64: fine
 
 
+@pytest.mark.parametrize("factor, singular", [(2.0, False), (0.5, True)])
+def test_cholesky_and_eigh_agree_on_what_is_singular(factor, singular):
+    n = 50
+    q = np.linalg.qr(np.random.default_rng(4).normal(size=(n, n)))[0]
+    floor = factor * n * np.finfo(np.float32).eps  # smallest eigenvalue relative to the largest (1)
+    k = ((q * np.geomspace(floor, 1.0, n)) @ q.T).astype(np.float32)
+    for call in (P.nngp_posterior, P.gradient_flow):
+        if singular:
+            with pytest.raises(P.SingularKernelError):
+                call(k, np.ones(n), k[:2])
+        else:
+            call(k, np.ones(n), k[:2])
+
+
 @pytest.mark.parametrize(
     "args, match",
     [
