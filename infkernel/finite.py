@@ -1,7 +1,7 @@
 """Finite networks built from the same graph as the kernels, and their empirical kernels.
 
     net = infkernel.finite.network("specs/fc_relu.ik", width=512)
-    params = net.init(jax.random.PRNGKey(0))
+    params = net.init(jax.random.key(0))          # or host_key(0), see below
     y = net.apply(params, x)                      # (n, n_out)
     k = net.kernels(params, x1, x2)               # Kernel(nngp, ntk) of this one network
 
@@ -32,11 +32,16 @@ Empirical kernels of one network, with `f(x)` the output flattened to
 - NTK:  sum over parameters p and output channels c of
   df_c(x1)/dp df_c(x2)/dp / n_out.
 
-The NTK is computed from per-example Jacobians (`jax.vmap` of `jax.jacrev`),
-a chunk of output channels at a time, so that at most `memory` bytes of
-Jacobian are alive at once; examples are split into tiles when even one
-output channel of all examples does not fit. Its cost is one backward pass
-per example and output channel: O(n * n_out * cost of a forward pass).
+The NTK exploits that dense and conv layers are linear in their weights:
+dh(p)/dW is the input patch at position p, so a layer's contribution is
+s^2 sum_c sum_{p,q} <patch_1(p), patch_2(q)> <g_c1(p), g_c2(q)>, with g_c the
+gradient of output channel c at the layer's output. All g_c come from one
+batched VJP (a chunk of output channels at a time, so that about `memory`
+bytes of cotangents are alive), and no Jacobian with a row per parameter is
+ever formed. Its cost is one backward pass per example and output channel,
+O(n * n_out * forward cost), plus O(n1 n2 P^2) per layer for pairs of
+positions (examples are tiled to keep that within `memory`). Parameters of
+any other op (none so far) fall back to per-example `jax.jacrev`.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import define_prng_impl
 
 from .errors import SpecError
 from .graph import Graph
@@ -135,6 +141,20 @@ class FiniteNet:
     def parameterization(self) -> str:
         return self.graph.parameterization
 
+    def __post_init__(self):
+        nodes = tuple((n.op, n.inputs, n.shape, n.scope) for n in self.graph.nodes)
+        object.__setattr__(self, "_value", (nodes, self.graph.parameterization, self.width, self.shapes))
+
+    def _key(self):
+        return self._value
+
+    # Equal networks (same graph up to spec positions, same widths) share jit caches.
+    def __eq__(self, other):
+        return isinstance(other, FiniteNet) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
     @property
     def n_out(self) -> int:
         s = self.shapes[-1]
@@ -199,24 +219,49 @@ class FiniteNet:
         Parameters of any other op fall back to "jacobian": per-example
         `jax.jacrev`, a chunk of output channels at a time. Either way about
         `memory` bytes of gradients are alive at once."""
+        return self._ntk(params, x1, x2, memory, method)[0]
+
+    def _ntk(self, params, x1, x2, memory, method):
+        """(ntk, f(x1), f(x2) or None); the outputs come free with the structured NTK."""
         if method not in ("structured", "jacobian"):
             raise SpecError(f"method must be structured or jacobian, got {method!r}")
         ids = sorted(params)
         linear = [i for i in ids if method == "structured" and isinstance(self.graph.nodes[i].op, _Linear)]
         other = [i for i in ids if i not in linear]
-        n2 = x1.shape[0] if x2 is None else x2.shape[0]
-        theta = jnp.zeros((x1.shape[0], n2), x1.dtype)
+        n1 = x1.shape[0]
+        n2 = n1 if x2 is None else x2.shape[0]
+        theta = jnp.zeros((n1, n2), x1.dtype)
+        f1 = f2 = None
         if linear:
-            theta = theta + _ntk_structured(self, params, x1, x2, linear, memory)
+            # Pairs of positions cost n1 n2 P^2 per layer: tile the examples if needed.
+            pairs = sum(math.prod(self.shapes[i].spatial) ** 2 for i in linear) * x1.dtype.itemsize * 3
+            side = max(1, math.isqrt(max(1, memory // 2 // pairs)))
+            if side >= max(n1, n2):
+                part, f1, f2 = _ntk_structured(self, params, x1, x2, linear, memory)
+            else:
+                b = x1 if x2 is None else x2
+                rows = []
+                for i in range(0, n1, side):
+                    rows.append(jnp.concatenate([
+                        _ntk_structured(self, params, x1[i:i + side], b[j:j + side], linear, memory // 2)[0]
+                        for j in range(0, n2, side)], axis=1))
+                part = jnp.concatenate(rows, axis=0)
+            theta = theta + part
         if other:
             theta = theta + _ntk_jacobian(self, params, x1, x2, other, memory)
-        return theta / self.n_out
+        return theta / self.n_out, f1, f2
 
     def kernels(self, params, x1, x2=None, get=KINDS, memory=DEFAULT_MEMORY, method="structured") -> Kernel:
         """Kernel(nngp, ntk) of this one network, as JAX arrays (a kind not asked for is None)."""
         get = check_get(get)
-        nngp = self.nngp(params, x1, x2) if "nngp" in get else None
-        ntk = self.ntk(params, x1, x2, memory, method) if "ntk" in get else None
+        ntk = f1 = f2 = None
+        if "ntk" in get:
+            ntk, f1, f2 = self._ntk(params, x1, x2, memory, method)
+        nngp = None
+        if "nngp" in get:
+            f1 = self.flat_apply(params, x1) if f1 is None else f1
+            f2 = f1 if x2 is None else (self.flat_apply(params, x2) if f2 is None else f2)
+            nngp = f1 @ f2.T / f1.shape[1]
         return Kernel(nngp, ntk)
 
     def __repr__(self) -> str:
@@ -240,6 +285,8 @@ def _patches(node, ctx: Ctx, z):
     a dense/conv layer reads, got from the op's own apply with identity weights
     (so padding, strides and wrapping are exactly the layer's)."""
     c_in = ctx.in_shape.channels
+    if node.op.name == "dense":
+        return z.reshape(z.shape[0], -1, c_in)
     window = tuple(node.op._window(ctx))
     m = math.prod(window) * c_in
     eye = jnp.eye(m, dtype=z.dtype).reshape(window + (c_in, m))
@@ -249,7 +296,7 @@ def _patches(node, ctx: Ctx, z):
 
 def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
     """Sum over output channels of the NTK contributions of the dense/conv
-    nodes `ids` (not yet divided by n_out)."""
+    nodes `ids` (not yet divided by n_out), and the flat outputs f(x1), f(x2)."""
     nodes, shapes = net.graph.nodes, net.shapes
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
@@ -266,12 +313,12 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
             out, inputs = net._forward(params, x, e, record=set(ids))
             return out.reshape(n, -1), inputs
 
-        _, vjp, inputs = jax.vjp(f, eps, has_aux=True)
+        out, vjp, inputs = jax.vjp(f, eps, has_aux=True)
         patches = {i: _patches(nodes[i], net.ctxs[i], inputs[i]) for i in ids}
-        return vjp, patches
+        return out, vjp, patches
 
-    vjp1, p1 = side(x1)
-    vjp2, p2 = (vjp1, p1) if x2 is None else side(x2)
+    out1, vjp1, p1 = side(x1)
+    out2, vjp2, p2 = (out1, vjp1, p1) if x2 is None else side(x2)
     gram = {i: jnp.einsum("apm,bqm->abpq", p1[i], p2[i]) for i in ids}
 
     def grads(vjp, n, start):  # {id: (chunk, n, positions, channels)}
@@ -290,7 +337,8 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
                 theta = theta + sb ** 2 * jnp.einsum("caj,cbj->ab", g1[i].sum(2), g2[i].sum(2))
         return theta
 
-    return _loop(n_chunks, body, jnp.zeros((n1, n2), dtype))
+    theta = _loop(n_chunks, body, jnp.zeros((n1, n2), dtype))
+    return theta, out1, None if x2 is None else out2
 
 
 def _ntk_jacobian(net: FiniteNet, params, x1, x2, ids, memory):
@@ -339,18 +387,84 @@ def _kernels(net: FiniteNet, params, x1, x2, get, memory, method):
 
 
 def empirical_kernels(spec, x1, x2=None, width: int = 256, seed: int = 0, get=KINDS, dtype: str = "float32",
-                      memory=DEFAULT_MEMORY, method: str = "structured", **overrides) -> Kernel:
+                      memory=DEFAULT_MEMORY, method: str = "structured", rng: str = "numpy", **overrides) -> Kernel:
     """The empirical NNGP and NTK of one finite network, initialised from
-    `seed`, as float64 numpy arrays. `spec`: text, path, Graph or FiniteNet."""
+    `seed` (with `host_key`, or JAX's threefry for rng="threefry"), as
+    float64 numpy arrays. `spec`: text, path, Graph or FiniteNet."""
     from .engine import parse_memory, precision
     net = spec if isinstance(spec, FiniteNet) else network(spec, width, **overrides)
     get = check_get(get)
     dims = net.graph.input_shape
     x1 = check_inputs(x1, dims, "x1")
     x2 = None if x2 is None else check_inputs(x2, dims, "x2")
+    if rng not in ("numpy", "threefry"):
+        raise SpecError(f"rng must be numpy or threefry, got {rng!r}")
     with precision(dtype) as dt:
         a = jnp.asarray(x1, dt)
         b = None if x2 is None else jnp.asarray(x2, dt)
-        params = net.init(jax.random.PRNGKey(seed), dt)
+        key = host_key(seed) if rng == "numpy" else jax.random.key(seed)
+        params = net.init(key, dt)
         k = _kernels(net, params, a, b, get, parse_memory(memory), method)
         return Kernel(*(None if v is None else np.asarray(v, np.float64) for v in k))
+
+
+# -- a JAX PRNG implementation drawing from NumPy's Philox ---------------------------------
+
+def _mix(a, b):
+    """murmur3's 32-bit finaliser of a combined with b."""
+    h = a ^ (b * jnp.uint32(0x9E3779B9))
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+@jax.jit
+def _host_seed(seed):
+    s = jnp.asarray(seed).astype(jnp.uint32)
+    return jnp.stack([s, _mix(s, jnp.uint32(0x632BE5AB))])
+
+
+@jax.jit
+def _host_fold_in(key, data):
+    d = jnp.asarray(data).astype(jnp.uint32)
+    return jnp.stack([_mix(key[0], d), _mix(key[1] ^ jnp.uint32(0x5851F42D), d)])
+
+
+@partial(jax.jit, static_argnums=1)
+def _host_split(key, shape):
+    i = jnp.arange(math.prod(shape), dtype=jnp.uint32) + jnp.uint32(0x2545F491)
+    keys = jnp.stack([_mix(key[0], i), _mix(key[1] ^ jnp.uint32(0x5851F42D), i)], axis=-1)
+    return keys.reshape(tuple(shape) + (2,))
+
+
+_UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
+
+
+def _numpy_bits(keys, bit_width: int, shape: tuple[int, ...]):
+    keys = np.asarray(keys)
+    dtype = _UINT[bit_width]
+    out = np.empty(keys.shape[:-1] + tuple(shape), dtype)
+    for index in np.ndindex(keys.shape[:-1]):
+        k = keys[index]
+        generator = np.random.Generator(np.random.Philox(key=int(k[0]) << 32 | int(k[1])))
+        out[index] = generator.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
+    return out
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _host_bits(key, bit_width, shape):
+    return jax.pure_callback(partial(_numpy_bits, bit_width=bit_width, shape=tuple(shape)),
+                             jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(_UINT[bit_width])), key,
+                             vmap_method="expand_dims")
+
+
+HOST_PRNG = define_prng_impl(key_shape=(2,), seed=_host_seed, split=_host_split, random_bits=_host_bits,
+                             fold_in=_host_fold_in, name="numpy_philox", tag="np")
+
+
+def host_key(seed: int):
+    """A typed JAX PRNG key whose random bits come from NumPy's Philox
+    (counter-based, keyed by the 64 bits of the key): for use with
+    jax.random.normal, split and fold_in like any key. Split and fold_in mix
+    the key words with murmur3's finaliser."""
+    return jax.random.key(seed, impl=HOST_PRNG)

@@ -14,18 +14,16 @@ O(1/sqrt(width))).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import define_prng_impl
 
 from .engine import parse_memory, precision
 from .errors import SpecError
-from .finite import DEFAULT_MEMORY, FiniteNet, network
+from .finite import DEFAULT_MEMORY, FiniteNet, host_key, network
 from .kernel import KINDS, Kernel, check_get, check_inputs
 
 
@@ -89,8 +87,9 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
         b = None if x2 is None else jnp.asarray(x2, dt)
         base = host_key(seed) if rng == "numpy" else jax.random.key(seed)
         pending = []
+        sample = _sample_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples)
         for i in range(n_samples):
-            pending.append(_sample(net, jax.random.fold_in(base, i), a, b, get, memory, method))
+            pending.append(sample(net, jax.random.fold_in(base, i), a, b, get, memory, method))
             if len(pending) > 4:  # let JAX run ahead a little, bound memory
                 _collect(pending.pop(0), out)
         for k in pending:
@@ -99,77 +98,26 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
     return _summary(samples, net.width)
 
 
-# Small Monte Carlo programs are compiled far more often than they run long:
-# XLA's backend optimisation level 0 halves their compile time.
-@partial(jax.jit, static_argnames=("net", "get", "memory", "method"),
-         compiler_options={"xla_backend_optimization_level": 0})
-def _sample(net: FiniteNet, key, x1, x2, get, memory, method):
+def _sample_fn(net: FiniteNet, n_examples: int, n_samples: int):
+    """The jitted sampler: XLA's backend optimisation level 0 halves the compile
+    time of the small programs a test suite compiles often, and doubles the
+    run time of large ones; choose by the work of all samples (the NTK costs
+    about one backward pass per example and output channel)."""
+    params = jax.eval_shape(net.init, jax.random.key(0))
+    work = n_samples * n_examples * net.n_out * sum(a.size for a in jax.tree.leaves(params))
+    return _sample_quick if work < 2e9 else _sample
+
+
+def _draw(net: FiniteNet, key, x1, x2, get, memory, method):
     params = net.init(key, x1.dtype)
     return net.kernels(params, x1, x2, get, memory, method)
+
+
+_STATIC = ("net", "get", "memory", "method")
+_sample = jax.jit(_draw, static_argnames=_STATIC)
+_sample_quick = jax.jit(_draw, static_argnames=_STATIC, compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _collect(k: Kernel, out: dict) -> None:
     for name in out:
         out[name].append(np.asarray(getattr(k, name), np.float64))
-
-
-# -- a JAX PRNG implementation drawing from NumPy's Philox ----------------------------
-
-def _mix(a, b):
-    """murmur3's 32-bit finaliser of a combined with b."""
-    h = a ^ (b * jnp.uint32(0x9E3779B9))
-    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
-    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-@jax.jit
-def _host_seed(seed):
-    s = jnp.asarray(seed).astype(jnp.uint32)
-    return jnp.stack([s, _mix(s, jnp.uint32(0x632BE5AB))])
-
-
-@jax.jit
-def _host_fold_in(key, data):
-    d = jnp.asarray(data).astype(jnp.uint32)
-    return jnp.stack([_mix(key[0], d), _mix(key[1] ^ jnp.uint32(0x5851F42D), d)])
-
-
-@partial(jax.jit, static_argnums=1)
-def _host_split(key, shape):
-    i = jnp.arange(math.prod(shape), dtype=jnp.uint32) + jnp.uint32(0x2545F491)
-    keys = jnp.stack([_mix(key[0], i), _mix(key[1] ^ jnp.uint32(0x5851F42D), i)], axis=-1)
-    return keys.reshape(tuple(shape) + (2,))
-
-
-_UINT = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}
-
-
-def _numpy_bits(keys, bit_width: int, shape: tuple[int, ...]):
-    keys = np.asarray(keys)
-    dtype = _UINT[bit_width]
-    out = np.empty(keys.shape[:-1] + tuple(shape), dtype)
-    for index in np.ndindex(keys.shape[:-1]):
-        k = keys[index]
-        generator = np.random.Generator(np.random.Philox(key=int(k[0]) << 32 | int(k[1])))
-        out[index] = generator.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
-    return out
-
-
-@partial(jax.jit, static_argnums=(1, 2))
-def _host_bits(key, bit_width, shape):
-    return jax.pure_callback(partial(_numpy_bits, bit_width=bit_width, shape=tuple(shape)),
-                             jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(_UINT[bit_width])), key,
-                             vmap_method="expand_dims")
-
-
-HOST_PRNG = define_prng_impl(key_shape=(2,), seed=_host_seed, split=_host_split, random_bits=_host_bits,
-                             fold_in=_host_fold_in, name="numpy_philox", tag="np")
-
-
-def host_key(seed: int):
-    """A typed JAX PRNG key whose random bits come from NumPy's Philox
-    (counter-based, keyed by the 64 bits of the key): for use with
-    jax.random.normal, split and fold_in like any key. Split and fold_in mix
-    the key words with murmur3's finaliser."""
-    return jax.random.key(seed, impl=HOST_PRNG)

@@ -79,8 +79,17 @@ def _channels_text(ch: tuple[int, int]) -> str:
     return "+".join(parts)
 
 
-def _num(draw, lo: float, hi: float) -> float:
-    return round(draw(st.floats(lo, hi, allow_nan=False, allow_infinity=False)), 3)
+def _pick(draw, values):
+    """One of `values`. Hypothesis tries (and shrinks towards) the first one, so
+    each list starts with a typical, non-degenerate value: the first example a
+    derandomized run draws is then a rich network, not a trivial one."""
+    return draw(st.sampled_from(values))
+
+
+def _count(draw, lo: int, hi: int, first: int) -> int:
+    """An integer in [lo, hi], `first` tried first."""
+    first = min(max(first, lo), hi)
+    return _pick(draw, [first] + [i for i in range(lo, hi + 1) if i != first])
 
 
 class _Gen:
@@ -102,11 +111,13 @@ class _Gen:
     def w_std(self) -> str:
         if self.names and self.draw(st.booleans()):
             return self.draw(st.sampled_from(sorted(self.names)))
-        return str(_num(self.draw, 0.5, 1.8))
+        return str(_pick(self.draw, [1.3, 0.9, 1.6, 0.6, 1.1, 2.0]))
 
     def b_std(self) -> str:
-        choice = self.draw(st.sampled_from(["none", "zero", "value"]))
-        return {"none": "", "zero": " b_std=0", "value": f" b_std={_num(self.draw, 0.05, 1.0)}"}[choice]
+        choice = _pick(self.draw, ["value", "none", "zero"])
+        if choice == "value":
+            return f" b_std={_pick(self.draw, [0.3, 0.1, 0.6, 1.0])}"
+        return {"none": "", "zero": " b_std=0"}[choice]
 
     def width_arg(self, target: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
         """(text, channels) of a dense/conv width: `target` when given."""
@@ -114,7 +125,7 @@ class _Gen:
             if target is not None and target[0] == 0:  # a fixed channel count (the input's)
                 return f" width={target[1]}", target
             return "", (1, 0) if target is None else target
-        ch = target if target is not None else self.draw(st.sampled_from([(1, 0), (1, 0), (2, 0)]))
+        ch = target if target is not None else _pick(self.draw, [(1, 0), (2, 0)])
         return f" width={_channels_text(ch)}", ch
 
     # -- ops
@@ -125,14 +136,15 @@ class _Gen:
         return case.emit(self, s, keep_shape=keep_shape, target=target)
 
     def linear(self, s: _State, *, keep_shape: bool = False, target=None) -> _State:
-        name = "conv" if s.rank and self.draw(st.booleans()) else "dense"
+        name = "conv" if s.rank and not self.draw(st.booleans()) else "dense"
         return self.op(name, s, keep_shape=keep_shape, target=target)
 
     def random_op(self, s: _State, keep_shape: bool, allow_blocks: bool) -> _State:
         names = [n for n, c in OP_CASES.items() if c.random and c.applies(self, s, keep_shape)]
         if not allow_blocks:
             names = [n for n in names if not OP_CASES[n].block]
-        return self.op(self.draw(st.sampled_from(sorted(names))), s, keep_shape=keep_shape)
+        names.sort(key=lambda n: (PREFERRED.index(n) if n in PREFERRED else len(PREFERRED), n))
+        return self.op(_pick(self.draw, names), s, keep_shape=keep_shape)
 
     def chain(self, s: _State, length: int, keep_shape: bool, allow_blocks: bool) -> _State:
         for _ in range(length):
@@ -144,7 +156,7 @@ class _Gen:
         """A shape-keeping chain; with `own_linear`, it ends in a dense/conv of
         `target` channels (None: any)."""
         start = len(self.lines)
-        s = self.chain(s, self.draw(st.integers(0, 2)), True, allow_blocks)
+        s = self.chain(s, _count(self.draw, 0, 2, 0), True, allow_blocks)
         if own_linear:
             s = self.linear(s, keep_shape=True, target=target)
         if len(self.lines) == start:
@@ -209,11 +221,11 @@ def _emit_dense(gen, s, keep_shape=False, target=None):
 
 def _emit_conv(gen, s, keep_shape=False, target=None):
     draw = gen.draw
-    window = tuple(draw(st.integers(1, min(3, n))) for n in s.spatial)
-    padding = draw(st.sampled_from(["same", "circular"] if keep_shape else ["valid", "same", "circular"]))
+    window = tuple(_count(draw, 1, min(3, n), 3) for n in s.spatial)
+    padding = _pick(draw, ["same", "circular"] if keep_shape else ["same", "valid", "circular"])
     stride = (1,) * s.rank
     if not keep_shape and draw(st.booleans()):
-        stride = tuple(draw(st.integers(1, 2)) for _ in s.spatial)
+        stride = tuple(_count(draw, 1, 2, 2) for _ in s.spatial)
     out = tuple(padding_amounts(n, k, st_, padding)[2] for n, k, st_ in zip(s.spatial, window, stride))
     width, ch = gen.width_arg(target)
     gen.budget -= 1
@@ -245,12 +257,12 @@ def _emit_layernorm(gen, s, keep_shape=False, target=None):
 
 def _emit_avgpool(gen, s, keep_shape=False, target=None):
     draw = gen.draw
-    window = tuple(draw(st.integers(1, min(3, n))) for n in s.spatial)
+    window = tuple(_count(draw, 1, min(3, n), 2) for n in s.spatial)
     if keep_shape:
         padding, stride = "same", (1,) * s.rank
     else:
-        padding = draw(st.sampled_from(["valid", "same"]))
-        stride = None if draw(st.booleans()) else tuple(draw(st.integers(1, 2)) for _ in s.spatial)
+        padding = _pick(draw, ["same", "valid"])
+        stride = None if draw(st.booleans()) else tuple(_count(draw, 1, 2, 1) for _ in s.spatial)
     eff = window if stride is None else stride
     out = tuple(padding_amounts(n, k, st_, padding)[2] for n, k, st_ in zip(s.spatial, window, eff))
     args = ["x".join(map(str, window)) if s.rank > 1 else str(window[0])]
@@ -288,8 +300,8 @@ def _emit_sum(gen, s, keep_shape=False, target=None):
         gen.indent -= 1
         branches = [s, out]
     else:
-        n = draw(st.integers(2, 3))
-        passthrough = draw(st.integers(-1, n - 1))  # -1: every branch has its own layer
+        n = _count(draw, 2, 3, 2)
+        passthrough = _count(draw, -1, n - 1, 0)  # -1: every branch has its own layer
         target_ch = s.channels if passthrough >= 0 else (None if gen.param == "ntk" else s.channels)
         gen.emit("parallel sum:")
         gen.indent += 1
@@ -299,7 +311,7 @@ def _emit_sum(gen, s, keep_shape=False, target=None):
             gen.indent += 1
             if i == passthrough:
                 start = len(gen.lines)
-                b = gen.chain(s, draw(st.integers(0, 1)), True, allow_blocks=False)
+                b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False)
                 if len(gen.lines) == start:
                     gen.emit("identity")
             else:
@@ -314,7 +326,7 @@ def _emit_sum(gen, s, keep_shape=False, target=None):
 
 def _emit_concat(gen, s, keep_shape=False, target=None):
     draw = gen.draw
-    n = draw(st.integers(2, 3))
+    n = _count(draw, 2, 3, 2)
     # Width-less branches are weighed equally by the rule: under ntk, every
     # branch must then have the same finite channel count.
     all_linear = gen.param == "ntk" and s.channels != (1, 0)
@@ -328,8 +340,6 @@ def _emit_concat(gen, s, keep_shape=False, target=None):
         gen.indent -= 1
     gen.indent -= 1
     channels = (sum(b.channels[0] for b in branches), sum(b.channels[1] for b in branches))
-    if gen.param == "ntk":
-        channels = (1, 0)  # every branch width-less with equal widths: the rule sees one width
     return _State(s.spatial, _join_kind(branches), all(b.fresh for b in branches), channels)
 
 
@@ -349,10 +359,11 @@ OP_CASES: dict[str, OpCase] = {
     "relu": _activation(lambda gen: "relu"),
     "erf": _activation(lambda gen: "erf"),
     "gelu": _activation(lambda gen: "gelu"),
-    "leaky_relu": _activation(lambda gen: f"leaky_relu alpha={_num(gen.draw, -0.5, 0.5)}"),
-    "abrelu": _activation(lambda gen: f"abrelu a={_num(gen.draw, -1.2, 1.2)} b={_num(gen.draw, -1.2, 1.2)}"),
-    "sin": _activation(lambda gen: f"sin a={_num(gen.draw, 0.5, 1.5)} b={_num(gen.draw, 0.3, 1.5)} "
-                                   f"c={_num(gen.draw, -1.5, 1.5)}"),
+    "leaky_relu": _activation(lambda gen: f"leaky_relu alpha={_pick(gen.draw, [0.2, -0.3, 0.05, 0.5])}"),
+    "abrelu": _activation(lambda gen: "abrelu a=%s b=%s" % _pick(gen.draw, [(-0.4, 1.2), (0.3, 0.8), (1.1, -0.5),
+                                                                              (0.0, 1.0), (-1.0, -0.2)])),
+    "sin": _activation(lambda gen: "sin a=%s b=%s c=%s" % _pick(gen.draw, [(1.2, 0.9, 0.3), (1.0, 1.0, 0.0),
+                                                                            (0.7, 1.5, -1.2), (1.5, 0.4, 0.8)])),
     "act": _activation(lambda gen: 'act "%s"' % gen.draw(st.sampled_from(ACT_FORMULAS))),
     "identity": OpCase(applies=_always, prepare=_nothing, emit=_emit_identity),
     "layernorm": OpCase(applies=lambda gen, s, keep_shape: s.fresh and s.kind == "gauss", prepare=_need_fresh,
@@ -366,6 +377,8 @@ OP_CASES: dict[str, OpCase] = {
     "concat": OpCase(applies=_fanin_applies, prepare=_nothing, emit=_emit_concat, block=True),
 }
 
+# Random ops tried first (hypothesis shrinks towards them), then the rest by name.
+PREFERRED = ("relu", "sum", "conv", "dense", "concat", "erf", "avgpool")
 NEEDS_SPATIAL = frozenset({"conv", "avgpool", "gap"})
 
 
@@ -379,10 +392,10 @@ def _check_table() -> None:
 
 def _input_dims(draw, rank: int) -> tuple[int, ...]:
     if rank == 0:
-        return (draw(st.integers(2, 6)),)
+        return (_count(draw, 2, 6, 4),)
     if rank == 1:
-        return (draw(st.integers(3, 6)), draw(st.integers(1, 3)))
-    return (draw(st.integers(3, 4)), draw(st.integers(3, 4)), draw(st.integers(1, 3)))
+        return (_count(draw, 3, 6, 5), _count(draw, 1, 3, 2))
+    return (_count(draw, 3, 4, 4), _count(draw, 3, 4, 3), _count(draw, 1, 3, 2))
 
 
 REDUCES_RANK = ("gap", "flatten")
@@ -393,14 +406,14 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
     unknown = sorted(set(include) - set(OP_CASES))
     if unknown:
         raise SpecError(f"unknown ops in include: {unknown}")
-    param = parameterization or draw(st.sampled_from(["ntk", "standard"]))
+    param = parameterization or _pick(draw, ["ntk", "standard"])
     needs_rank = any(name in NEEDS_SPATIAL for name in include)
-    rank = draw(st.integers(1 if needs_rank else 0, 2))
+    rank = _count(draw, 1 if needs_rank else 0, 2, 1)
     dims = _input_dims(draw, rank)
     gen = _Gen(draw, param, max_layers + 2 * len(include))
     head = [f"input {'x'.join(map(str, dims))}", f"parameterization {param}"]
     if param == "standard":
-        head.append(f"let width = {draw(st.sampled_from([16, 32, 64]))}")
+        head.append(f"let width = {_pick(draw, [32, 16, 64])}")
     if draw(st.booleans()):
         value = draw(st.sampled_from(["sqrt(2)", "1.2", "2 ** 0.5 * 0.9", "(1 + 0.5) / 1.1"]))
         head.append(f"let s = {value}")
@@ -409,7 +422,7 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
     # Required ops in random order, those removing the spatial axes last.
     keep = [name for name in include if name != "input" and name not in REDUCES_RANK]
     required = (list(draw(st.permutations(keep))) if keep else []) + [n for n in REDUCES_RANK if n in include]
-    extra = draw(st.integers(0, max_extra))
+    extra = _count(draw, 0, max_extra, 1)
     slots = ["req"] * len(required) + ["any"] * extra
     slots = draw(st.permutations(slots)) if slots else []
     repeated = False
@@ -417,9 +430,9 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
         spatial_left = any(n in NEEDS_SPATIAL for n in required)
         if slot == "req":
             s = gen.op(required.pop(0), s)
-        elif not repeated and gen.budget >= 2 and draw(st.integers(0, 3)) == 0:
+        elif not repeated and gen.budget >= 2 and _count(draw, 0, 3, 1) == 0:
             repeated = True
-            gen.emit(f"repeat {draw(st.integers(2, 3))}:")
+            gen.emit(f"repeat {_count(draw, 2, 3, 2)}:")
             gen.indent += 1
             s = gen.chain(s, 1, True, allow_blocks=False)
             s = gen.linear(s, keep_shape=True, target=s.channels if gen.param == "standard" else None)
@@ -428,10 +441,10 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
             s = gen.random_op(s, keep_shape=spatial_left and s.rank > 0, allow_blocks=True)
     # readout: remove spatial axes, then usually a dense layer
     if s.rank:
-        s = gen.op(draw(st.sampled_from(REDUCES_RANK)), s)
-    ending = draw(st.sampled_from(["dense", "dense", "dense", "activation", "none"]))
+        s = gen.op(_pick(draw, REDUCES_RANK), s)
+    ending = _pick(draw, ["dense", "activation", "dense", "none", "dense"])
     if ending == "activation":
-        s = gen.op(draw(st.sampled_from(["relu", "erf", "gelu"])), s)
+        s = gen.op(_pick(draw, ["relu", "erf", "gelu"]), s)
     if ending == "dense" or s.channels[0] == 0:  # no finite width to converge in: add one
         gen.budget = max(gen.budget, 1)
         s = gen.op("dense", s)
@@ -458,9 +471,9 @@ def inputs(dims: tuple[int, ...], n_min: int = 1, n_max: int = 3):
 
     @st.composite
     def strategy(draw):
-        n = draw(st.integers(n_min, n_max))
+        n = _count(draw, n_min, n_max, n_max)
         seed = draw(st.integers(0, 2**32 - 1))
-        scale = draw(st.sampled_from([0.5, 1.0, 1.0, 2.0]))
+        scale = _pick(draw, [1.0, 0.5, 2.0])
         return scale * np.random.default_rng(seed).normal(size=(n,) + tuple(dims))
 
     return strategy()
@@ -476,7 +489,7 @@ def spec_and_inputs(parameterization: str | None = None, include=(), max_layers:
         text = draw(specs(parameterization, include, max_layers, max_extra))
         dims = parse(text).input_shape
         x1 = draw(inputs(dims, *n1))
-        k = draw(st.integers(*n2))
+        k = _count(draw, n2[0], n2[1], n2[1])
         x2 = draw(inputs(dims, k, k)) if k else None
         return text, x1, x2
 
@@ -517,8 +530,11 @@ class Comparison:
 
 def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int = 4, n_samples: int = 32,
                         seed: int = 0, get=KINDS, alpha: float = 1e-3, dtype: str = "float32",
-                        **overrides) -> list[Comparison]:
-    """The comparisons behind `assert_matches_monte_carlo`, one per kind."""
+                        analytic=None, **overrides) -> list[Comparison]:
+    """The comparisons behind `assert_matches_monte_carlo`, one per kind.
+
+    analytic: a function (graph, x1, x2, get) -> Kernel to test instead of
+    `infkernel.compile(graph)(x1, x2, get=get, dtype="float64")`."""
     from scipy import stats
 
     from .kernel import compile as compile_kernel
@@ -530,16 +546,21 @@ def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int
         raise SpecError(f"need width_ratio >= 2 and width >= width_ratio, got {width}, {width_ratio}")
     widths = (width // width_ratio, width)
     graph = as_graph(spec, **overrides)
+    if analytic is None:
+        def analytic(g, a, b, kinds):
+            return compile_kernel(g)(a, b, get=kinds, dtype="float64")
     results = {}
+    kernel = None
     for w in widths:
         g = graph
         if "width" in graph.lets and not isinstance(spec, type(graph)):
             g = parse(spec, **{**overrides, "width": w})
-        analytic = compile_kernel(g)(x1, x2, get=get, dtype="float64")
+        if kernel is None or g is not graph:  # the same graph has the same kernel at both widths
+            kernel = analytic(g, x1, x2, get)
         # The narrow networks are cheap: twice the samples there.
         mc = monte_carlo(g, x1, x2, width=w, n_samples=n_samples * (2 if w < width else 1), seed=seed + w,
                          get=get, dtype=dtype)
-        results[w] = (analytic, mc)
+        results[w] = (kernel, mc)
     symmetric = x2 is None
     n1 = np.asarray(x1).shape[0]
     n2 = n1 if symmetric else np.asarray(x2).shape[0]
@@ -567,7 +588,7 @@ def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int
 
 def assert_matches_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int = 4, n_samples: int = 32,
                                seed: int = 0, get=KINDS, alpha: float = 1e-3, dtype: str = "float32",
-                               **overrides) -> list[Comparison]:
+                               analytic=None, **overrides) -> list[Comparison]:
     """Assert that the analytic kernels of `spec` on (x1, x2) agree with the
     empirical kernels of finite networks, within a tolerance computed from the
     Monte Carlo data; return the comparisons.
@@ -598,9 +619,11 @@ def assert_matches_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_rat
     Widths: dense/conv layers without `width=` get the Monte Carlo width; if
     the spec text defines `let width = ...` (as specs drawn by `specs` do
     under the standard parameterization), it is overridden with each width too,
-    and the analytic kernel recomputed (the standard NTK depends on widths)."""
+    and the analytic kernel recomputed (the standard NTK depends on widths).
+    `analytic` replaces the compiled kernel (see `compare_monte_carlo`)."""
     comparisons = compare_monte_carlo(spec, x1, x2, width=width, width_ratio=width_ratio, n_samples=n_samples,
-                                      seed=seed, get=get, alpha=alpha, dtype=dtype, **overrides)
+                                      seed=seed, get=get, alpha=alpha, dtype=dtype, analytic=analytic,
+                                      **overrides)
     failed = [c for c in comparisons if not c.ok]
     if failed:
         text = spec if isinstance(spec, str) and "\n" in spec else str(as_graph(spec, **overrides))
