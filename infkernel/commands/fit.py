@@ -17,26 +17,23 @@ from ..predict import kernel_regression, one_hot_targets
 from . import add_spec_arguments, overrides
 
 
-def _time(text: str) -> float:
+def _number(text: str, usage: str, finite: bool) -> float:
+    """A number >= 0 from the command line (inf allowed unless `finite`), or a SpecError with `usage`."""
     try:
-        t = float(text)
+        value = float(text)
     except ValueError:
-        t = math.nan
-    if not t >= 0:
-        raise SpecError(f"--t takes a time >= 0 or inf, got {text!r}")
-    return t
+        value = math.nan
+    if not (value >= 0 and (math.isfinite(value) or not finite)):
+        raise SpecError(f"{usage}, got {text!r}")
+    return value
+
+
+def _time(text: str) -> float:
+    return _number(text, "--t takes a time >= 0 or inf", finite=False)
 
 
 def _ridge(text: str):
-    if text == "auto":
-        return text
-    try:
-        r = float(text)
-    except ValueError:
-        r = math.nan
-    if not (math.isfinite(r) and r >= 0):
-        raise SpecError(f"--ridge takes a number >= 0 or auto, got {text!r}")
-    return r
+    return text if text == "auto" else _number(text, "--ridge takes a number >= 0 or auto", finite=True)
 
 
 def _cv(text: str):
