@@ -142,26 +142,43 @@ class _Builder:
         in_shapes = tuple(self.nodes[i].shape for i in inputs)
         try:
             shape = op.shape(in_shapes, self.parameterization)
+            source = self.nodes[inputs[0]].op.name if inputs else ""
             if op.needs_centred_input and not self.fresh(inputs[0]):
                 raise SpecError(f"{op.name} needs a centred input from a dense or conv layer; "
-                                f"its input comes from {self.nodes[inputs[0]].op.name}")
+                                f"its input comes from {source}")
+            if op.needs_gaussian_input and not self.fresh(inputs[0]):
+                raise SpecError(f"{op.name} needs Gaussian pre-activations from a dense or conv layer; "
+                                f"its input comes from {source}", hint="its dual kernel assumes them")
         except SpecError as e:
             raise e.at(where) from None
         self.nodes.append(Node(len(self.nodes), op, inputs, shape, where, scope))
         return len(self.nodes) - 1
 
     def fresh(self, node_id: int) -> bool:
+        return self.sources(node_id) is not None
+
+    def sources(self, node_id: int) -> frozenset | None:
+        """The fresh dense/conv nodes whose independent zero-mean weights this
+        node is a linear image of; None if it is not such an image."""
         node = self.nodes[node_id]
-        if node.op.fresh == "inherit":
-            return all(self.fresh(i) for i in node.inputs)
-        return node.op.fresh == "yes"
+        if node.op.fresh == "yes":
+            return frozenset((node_id,))
+        if node.op.fresh != "inherit" or not node.inputs:
+            return None
+        parts = [self.sources(i) for i in node.inputs]
+        return None if None in parts else frozenset().union(*parts)
 
     def join(self, op: Op, inputs: list[int], where, scope, what: str) -> int:
-        stale = [i for i in inputs if not self.fresh(i)]
-        if isinstance(op, Sum) and len(stale) > 1:
-            raise SpecError(f"the {what} adds {len(stale)} inputs that do not end in a dense or conv layer; "
-                            "their covariance is not the sum of their kernels", where,
-                            "end all but one branch with a dense or conv layer")
+        sources = [self.sources(i) for i in inputs]
+        stale = [s for s in sources if s is None]
+        fresh = [s for s in sources if s is not None]
+        shared = len(frozenset().union(*fresh)) < sum(map(len, fresh)) if fresh else False
+        if isinstance(op, Sum) and (len(stale) > 1 or shared):
+            raise SpecError(f"the {what} adds inputs that are correlated ("
+                            + ("they come from the same dense or conv layer" if shared else
+                               f"{len(stale)} do not end in a dense or conv layer")
+                            + "); their covariance is not the sum of their kernels", where,
+                            "end all but one branch with a fresh dense or conv layer")
         return self.add(op, tuple(inputs), where, scope)
 
     def chain(self, layers, x: int, scope) -> int:

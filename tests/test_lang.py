@@ -104,6 +104,7 @@ parallel concat:
     branch:
         conv 3x3 same width=12
         relu
+        conv 1x1 width=12
 parallel sum:
     branch:
         conv 1x1
@@ -118,9 +119,9 @@ dense
 
 
 def test_python_builder_gives_the_same_graph():
-    text = "input 8x8x3\nrepeat 2:\n    conv 3x3 same w_std=1.5\n    relu\nresidual:\n    relu\n    conv 3x3 same\ngap\ndense\n"
+    text = "input 8x8x3\nrepeat 2:\n    conv 3x3 same w_std=1.5\n    relu\nresidual:\n    conv 1x1\n    relu\n    conv 3x3 same\ngap\ndense\n"
     built = ik.serial(ik.Repeat(2, ik.Conv((3, 3), padding="same", w_std=1.5), ik.Relu()),
-                      ik.Residual(ik.Relu(), ik.Conv((3, 3), "same")), ik.Gap(), ik.Dense(),
+                      ik.Residual(ik.Conv((1, 1)), ik.Relu(), ik.Conv((3, 3), "same")), ik.Gap(), ik.Dense(),
                       input_shape=(8, 8, 3))
     parsed = ik.parse(text)
     assert [(n.op, n.inputs, n.shape, n.scope) for n in built.nodes] == \
@@ -139,7 +140,7 @@ ERRORS = [
     ("input 784\nconv 3x3\n", "conv needs an input with spatial axes", 2, 1, None),
     ("input 8x8x3\nconv 3\n", "1-D conv window", 2, 1, None),
     ("input 8x8x3\nresidual:\n    conv 3x3\n", "residual branch changes the shape", 2, 1, None),
-    ("input 8x8x3\nparallel concat:\n    branch:\n        conv 3x3\n    branch:\n        relu\n",
+    ("input 8x8x3\nparallel concat:\n    branch:\n        conv 3x3\n    branch:\n        identity\n",
      "cannot concatenate", 2, 1, None),
     ("input 8\nparameterization standard\ndense w_std=1\n", "width=N under the standard", 3, 1, None),
     ("input 8\ndense w_std=(1\n", "unexpected", 2, 15, None),
@@ -154,8 +155,11 @@ ERRORS = [
     ("input 8\nparameterization mean_field\n", "unknown parameterization", 2, 18, None),
     ("input 8\nconv 3x3 sam\n", None, 2, None, None),
     ("input 8x8x2\nconv 3x3 sideways\n", "unknown padding", 2, 1, None),
-    ("input 8\nparallel sum:\n    branch:\n        relu\n    branch:\n        erf\n", "do not end in a dense", 2, 1, None),
-    ("input 8\nrelu\nlayernorm\n", "centred input", 3, 1, None),
+    ("input 8\ndense\nparallel sum:\n    branch:\n        relu\n    branch:\n        erf\n", "do not end in a dense", 3, 1, None),
+    ("input 8\ndense\nrelu\nerf\n", "needs Gaussian pre-activations", 4, 1, None),
+    ("input 8\ndense\nparallel sum:\n    branch:\n        identity\n    branch:\n        identity\n",
+     "same dense or conv layer", 3, 1, None),
+    ("input 8\ndense\nrelu\nlayernorm\n", "centred input", 4, 1, None),
     ("input 8\nblock b:\n    b\nb\n", "uses itself", 3, 5, None),
 ]
 
@@ -214,8 +218,8 @@ def statements(draw, depth=0):
     if kind == "conv":
         w = draw(st.sampled_from(["1", "s", "sqrt(2)", "1.5 * s", "(1 + s) / 2"]))
         return [f"{pad}conv {draw(st.sampled_from(['3x3 same', '1x1', '3x3 circular']))} w_std={w} b_std=0.1"]
-    if kind == "act":
-        return [f"{pad}{draw(st.sampled_from(ACTS))}"]
+    if kind == "act":  # an activation needs Gaussian pre-activations: its own conv first
+        return [f"{pad}conv 1x1", f"{pad}{draw(st.sampled_from(ACTS))}"]
     if kind == "block":
         return [f"{pad}unit({draw(st.sampled_from(['1', 's', '2 * s']))})"]
     body = lambda d: [line for _ in range(draw(st.integers(1, 2))) for line in draw(statements(d))]

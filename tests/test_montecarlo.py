@@ -203,27 +203,25 @@ def test_cli_mc(tmp_path, capsys):
     assert "x1 has shape" in capsys.readouterr().err
 
 
-# -- known disagreements of rules with finite networks ------------------------------------------
-# Each is a spec the graph builder accepts but whose analytic kernel is not the
-# infinite-width limit of its finite networks. Strict xfail: once the rule is
-# fixed or the builder rejects the spec, the test passes and the marker goes.
+# -- specs whose analytic kernel would not be the limit of their finite networks ----------------
+# Found by Monte Carlo; the graph builder now rejects the first two, and concat
+# weighs width-less branches by their multiple of the width.
 
-KNOWN_ISSUES = {
-    "activation of a non-Gaussian input": "input 3\ndense\nrelu\nerf\ndense\n",
-    "sum of two correlated branches": "input 3\ndense\nparallel sum:\n    branch:\n        identity\n"
-                                      "    branch:\n        identity\ndense\n",
-    "concat weighs width-less branches equally": "input 4x4x2\ndense\nparallel concat:\n    branch:\n"
-                                                 "        flatten\n    branch:\n        gap\ndense\n",
+REJECTED = {
+    "activation of a non-Gaussian input": ("input 3\ndense\nrelu\nerf\ndense\n", "Gaussian pre-activations"),
+    "sum of two correlated branches": ("input 3\ndense\nparallel sum:\n    branch:\n        identity\n"
+                                       "    branch:\n        identity\ndense\n", "same dense or conv layer"),
 }
 
 
-@pytest.mark.xfail(strict=True, reason="kernel rule or graph builder: reported to the lead (issue 5)")
-@pytest.mark.parametrize("name", sorted(KNOWN_ISSUES))
-def test_known_issue(name):
-    spec = KNOWN_ISSUES[name]
-    try:
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_specs_without_an_exact_rule_are_rejected(name):
+    spec, message = REJECTED[name]
+    with pytest.raises(ik.SpecError, match=message):
         ik.parse(spec)
-    except ik.SpecError:
-        return  # fixed by rejecting the spec
+
+
+def test_concat_weighs_widthless_branches_by_their_channels():
+    spec = "input 4x4x2\ndense\nparallel concat:\n    branch:\n        flatten\n    branch:\n        gap\ndense\n"
     x = np.random.default_rng(0).normal(size=(3,) + ik.parse(spec).input_shape)
     assert_matches_monte_carlo(spec, x, width=32, n_samples=16)

@@ -21,7 +21,11 @@ from .base import Cov, Ctx, Op, check, outer_vars, register
 
 
 class Activation(Op):
-    """An elementwise activation: subclasses give `fn` and `dual`."""
+    """An elementwise activation: subclasses give `fn` and `dual`. The dual
+    assumes Gaussian pre-activations, so the graph builder requires the input
+    to come from a fresh dense or conv layer (or a linear image of one)."""
+
+    needs_gaussian_input = True
 
     def fn(self, x):
         raise NotImplementedError
@@ -288,6 +292,7 @@ class Identity(Activation):
 
     name = "identity"
     fresh = "inherit"
+    needs_gaussian_input = False
 
     def fn(self, x):
         return x

@@ -40,6 +40,9 @@ class Shape:
 
     spatial: tuple[int, ...]
     channels: int | None
+    # With channels None: how many times the (unset) width the channels are
+    # (a flatten multiplies it by the positions); weighs `concat` branches.
+    scale: int = 1
 
     @property
     def rank(self) -> int:
@@ -105,6 +108,7 @@ class Op:
     # neither ("no")? Sums and layernorm are exact only on fresh inputs.
     fresh: ClassVar[str] = "no"
     needs_centred_input: ClassVar[bool] = False
+    needs_gaussian_input: ClassVar[bool] = False
 
     def validate(self) -> None:
         """Check argument values; raise SpecError. Called on construction."""

@@ -23,6 +23,7 @@ class Layernorm(Op):
 
     name = "layernorm"
     needs_centred_input = True
+    fresh = "inherit"  # a deterministic rescaling, at infinite width, of a fresh Gaussian
     eps: float = 0.0
 
     def kernel(self, k, ctx):

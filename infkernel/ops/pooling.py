@@ -53,7 +53,7 @@ class Avgpool(Op):
             n = padding_amounts(length, k, st, self.padding)[2]
             check(n >= 1, f"avgpool window {self.window} is larger than its input {s}")
             out.append(n)
-        return Shape(tuple(out), s.channels)
+        return Shape(tuple(out), s.channels, s.scale)
 
     def _pool(self, a, rank, layout_out):
         rows = [(2 + d,) for d in range(rank)]
@@ -88,7 +88,7 @@ class Gap(Op):
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]
         check(s.rank > 0, f"gap needs an input with spatial axes, got a vector of {s.channels}")
-        return Shape((), s.channels)
+        return Shape((), s.channels, s.scale)
 
     def kernel(self, k, ctx):
         axes = tuple(range(2, 2 + 2 * ctx.in_shape.rank))
@@ -114,8 +114,9 @@ class Flatten(Op):
 
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]
-        channels = None if s.channels is None else s.channels * math.prod(s.spatial)
-        return Shape((), channels)
+        if s.channels is None:
+            return Shape((), None, s.scale * math.prod(s.spatial))
+        return Shape((), s.channels * math.prod(s.spatial))
 
     def kernel(self, k, ctx):  # the compiler hands it same-position covariances
         axes = tuple(range(2, 2 + ctx.in_shape.rank))

@@ -73,7 +73,7 @@ class Sum(Op):
             check(s.spatial == first.spatial and (None in (s.channels, first.channels) or s.channels == first.channels),
                   f"cannot add shapes {first} and {s}")
         channels = next((s.channels for s in in_shapes if s.channels is not None), None)
-        return Shape(first.spatial, channels)
+        return Shape(first.spatial, channels, first.scale)
 
     def kernel_fanin(self, ks, ctx):
         return weighted_sum(ks, [1.0] * len(ks))
@@ -89,8 +89,8 @@ class Sum(Op):
 @dataclass(frozen=True)
 class Concat(Op):
     """Concatenation of channels (`parallel concat`): the kernel is the mean of
-    the branch kernels weighted by their channel counts (equal weights when no
-    branch names a width); neural-tangents `FanInConcat`."""
+    the branch kernels weighted by their channel counts (width-less branches in multiples of the common width: a flatten
+    of 16 positions weighs 16); neural-tangents `FanInConcat`."""
 
     name = "concat"
     arity = -1
@@ -105,12 +105,13 @@ class Concat(Op):
         widths = [s.channels for s in in_shapes]
         check(all(w is None for w in widths) or None not in widths,
               f"concat of branches with widths {widths}", "give every branch a width= or none")
-        return Shape(first.spatial, None if None in widths else sum(widths))
+        if None in widths:
+            return Shape(first.spatial, None, sum(s.scale for s in in_shapes))
+        return Shape(first.spatial, sum(widths))
 
     def weights(self, ctx) -> list[float]:
-        widths = [s.channels for s in ctx.in_shapes]
-        if None in widths:
-            return [1 / len(widths)] * len(widths)
+        """Channel fractions; width-less branches count in multiples of the width."""
+        widths = [s.scale if s.channels is None else s.channels for s in ctx.in_shapes]
         return [w / sum(widths) for w in widths]
 
     def kernel_fanin(self, ks, ctx):
