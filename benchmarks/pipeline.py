@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models of --table")
     p.add_argument("--rows", nargs="+", choices=tuple(TABLE_DATA), default=list(TABLE_DATA), help="datasets of --table")
     p.add_argument("--kernel", choices=("nngp", "ntk"), default="ntk")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     p.add_argument("--depth", type=int, default=DEPTH)
     p.add_argument("--t", type=float, default=math.inf)
     p.add_argument("--ridge", default="auto", type=lambda s: s if s == "auto" else float(s))
