@@ -227,7 +227,7 @@ def statements(draw, depth=0):
         return [f"{pad}repeat {draw(st.sampled_from(['2', 'depth', 'depth + 1']))}:", *body(depth + 1)]
     if kind == "residual":
         return [f"{pad}residual:", *body(depth + 1), f"{pad}    conv 3x3 same"]
-    mode = draw(st.sampled_from(["sum", "concat"]))
+    mode = "sum" if depth else draw(st.sampled_from(["sum", "concat"]))  # concat doubles the width
     tail = [f"{pad}        conv 1x1"] if mode == "sum" else []
     return [f"{pad}parallel {mode}:", f"{pad}    branch:", *body(depth + 2), *tail,
             f"{pad}    branch:", f"{pad}        conv 3x3 same # comment", *[]]

@@ -49,7 +49,7 @@ class Shape:
         return len(self.spatial)
 
     def __str__(self) -> str:
-        c = "inf" if self.channels is None else str(self.channels)
+        c = str(self.channels) if self.channels is not None else "inf" if self.scale == 1 else f"{self.scale}*inf"
         return "x".join([*map(str, self.spatial), c])
 
 
