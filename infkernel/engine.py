@@ -173,9 +173,8 @@ def plan_blocks(n1: int, n2: int, symmetric: bool, devices: int, budget: int, pe
     """Tile side b (a multiple of the device count) and rows per inner step."""
     top = max(n1, n2)
     if batch_size is not None:
-        side = int(batch_size)
-        side = -(-side // devices) * devices
-        return Layout("blocks", min(side // devices, max(1, budget // (side * per_pair))), side, devices)
+        side = -(-int(batch_size) // devices) * devices
+        return Layout("blocks", side // devices, side, devices)
     best = None
     for k in range(1, 257):
         side = -(-top // k)
@@ -462,6 +461,8 @@ class Engine:
         n1, n2 = x1.shape[0], x2.shape[0]
         devices = mesh.devices.size
         total = pair_count(n1, n2, symmetric)
+        if total == 0:  # one example: its diagonal comes from the self pass
+            return
         entry_max = max(node_entries(self.program))
         plan = plan_pairs(total, devices, budget, pair_bytes(self.program, itemsize), entry_max, itemsize,
                           pair_seconds(self.program), batch_size)
@@ -504,8 +505,6 @@ class Engine:
             return len(a) * (2 if symmetric else 1)
 
         calls = -(-total // size)
-        if total == 0:
-            return
         self._drive(pair_stream(n1, n2, symmetric, size), launch, store, calls, n1 * n2, progress, started)
 
     def _run_blocks(self, x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh,

@@ -144,6 +144,9 @@ class FiniteNet:
     def __post_init__(self):
         nodes = tuple((n.op, n.inputs, n.shape, n.scope) for n in self.graph.nodes)
         object.__setattr__(self, "_value", (nodes, self.graph.parameterization, self.width, self.shapes))
+        with_params = tuple(n.id for n, ctx in zip(self.graph.nodes, self.ctxs)
+                            if jax.tree.leaves(jax.eval_shape(partial(n.op.init, ctx=ctx), jax.random.key(0))))
+        object.__setattr__(self, "param_nodes", with_params)
 
     def _key(self):
         return self._value
@@ -161,13 +164,14 @@ class FiniteNet:
         return math.prod(s.spatial) * s.channels
 
     def init(self, key, dtype=None) -> dict:
+        """{node id: params} of the nodes that have parameters; node i's come
+        from `fold_in(key, i)`. Called outside jit, each op's init is compiled
+        once per (op, shapes) and shared by every network that has that layer."""
         params = {}
-        for node, ctx in zip(self.graph.nodes, self.ctxs):
-            p = node.op.init(jax.random.fold_in(key, node.id), ctx)
-            if jax.tree.leaves(p):
-                params[node.id] = p
-        if dtype is not None:
-            params = jax.tree.map(lambda a: a.astype(dtype), params)
+        dt = None if dtype is None else jnp.dtype(dtype)
+        init = _op_init if isinstance(key, jax.core.Tracer) else _op_init_eager
+        for i in self.param_nodes:
+            params[i] = init(self.graph.nodes[i].op, self.ctxs[i], jax.random.fold_in(key, i), dt)
         return params
 
     def apply(self, params: dict, x):
@@ -267,6 +271,15 @@ class FiniteNet:
     def __repr__(self) -> str:
         return (f"FiniteNet(width={self.width}, {self.parameterization}, input {self.shapes[0]}, "
                 f"output {self.shapes[-1]}, {len(self.shapes)} nodes)")
+
+
+def _op_init(op, ctx, key, dtype):
+    p = op.init(key, ctx)
+    return p if dtype is None else jax.tree.map(lambda a: a.astype(dtype), p)
+
+
+_op_init_eager = jax.jit(_op_init, static_argnames=("op", "ctx", "dtype"),
+                         compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _chunks(net: FiniteNet, memory: int, per_channel: int) -> tuple[int, int]:

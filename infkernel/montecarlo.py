@@ -87,9 +87,11 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
         b = None if x2 is None else jnp.asarray(x2, dt)
         base = host_key(seed) if rng == "numpy" else jax.random.key(seed)
         pending = []
-        sample = _sample_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples)
+        kernels = _kernel_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples)
         for i in range(n_samples):
-            pending.append(sample(net, jax.random.fold_in(base, i), a, b, get, memory, method))
+            # eager: each layer's init is compiled once per shape, shared across networks
+            params = net.init(jax.random.fold_in(base, i), dt)
+            pending.append(kernels(net, params, a, b, get, memory, method))
             if len(pending) > 4:  # let JAX run ahead a little, bound memory
                 _collect(pending.pop(0), out)
         for k in pending:
@@ -98,24 +100,23 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
     return _summary(samples, net.width)
 
 
-def _sample_fn(net: FiniteNet, n_examples: int, n_samples: int):
-    """The jitted sampler: XLA's backend optimisation level 0 halves the compile
-    time of the small programs a test suite compiles often, and doubles the
-    run time of large ones; choose by the work of all samples (the NTK costs
-    about one backward pass per example and output channel)."""
+def _kernel_fn(net: FiniteNet, n_examples: int, n_samples: int):
+    """The jitted kernels. XLA's backend optimisation level 0 halves the
+    compile time of the small programs a test suite compiles often, and
+    doubles the run time of large ones: choose by the work of all samples
+    (the NTK costs about one backward pass per example and output channel)."""
     params = jax.eval_shape(net.init, jax.random.key(0))
     work = n_samples * n_examples * net.n_out * sum(a.size for a in jax.tree.leaves(params))
-    return _sample_quick if work < 2e9 else _sample
+    return _kernels_quick if work < 2e9 else _kernels
 
 
-def _draw(net: FiniteNet, key, x1, x2, get, memory, method):
-    params = net.init(key, x1.dtype)
+def _kernels(net: FiniteNet, params, x1, x2, get, memory, method):
     return net.kernels(params, x1, x2, get, memory, method)
 
 
 _STATIC = ("net", "get", "memory", "method")
-_sample = jax.jit(_draw, static_argnames=_STATIC)
-_sample_quick = jax.jit(_draw, static_argnames=_STATIC, compiler_options={"xla_backend_optimization_level": 0})
+_kernels_quick = jax.jit(_kernels, static_argnames=_STATIC, compiler_options={"xla_backend_optimization_level": 0})
+_kernels = jax.jit(_kernels, static_argnames=_STATIC)
 
 
 def _collect(k: Kernel, out: dict) -> None:

@@ -139,16 +139,18 @@ class _Gen:
         name = "conv" if s.rank and not self.draw(st.booleans()) else "dense"
         return self.op(name, s, keep_shape=keep_shape, target=target)
 
-    def random_op(self, s: _State, keep_shape: bool, allow_blocks: bool) -> _State:
+    def random_op(self, s: _State, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> _State:
         names = [n for n, c in OP_CASES.items() if c.random and c.applies(self, s, keep_shape)]
         if not allow_blocks:
             names = [n for n in names if not OP_CASES[n].block]
+        if not linear:  # keep the channels too (`applies` holds, so no op brings a dense/conv first)
+            names = [n for n in names if n not in ("dense", "conv")]
         names.sort(key=lambda n: (PREFERRED.index(n) if n in PREFERRED else len(PREFERRED), n))
         return self.op(_pick(self.draw, names), s, keep_shape=keep_shape)
 
-    def chain(self, s: _State, length: int, keep_shape: bool, allow_blocks: bool) -> _State:
+    def chain(self, s: _State, length: int, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> _State:
         for _ in range(length):
-            s = self.random_op(s, keep_shape, allow_blocks)
+            s = self.random_op(s, keep_shape, allow_blocks, linear)
         return s
 
     # -- blocks
@@ -311,7 +313,7 @@ def _emit_sum(gen, s, keep_shape=False, target=None):
             gen.indent += 1
             if i == passthrough:
                 start = len(gen.lines)
-                b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False)
+                b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False, linear=False)
                 if len(gen.lines) == start:
                     gen.emit("identity")
             else:

@@ -90,6 +90,19 @@ def _gelu(x):
     return x * (1 + erf(x / math.sqrt(2))) / 2
 
 
+def after_dense(fn):
+    """Reference of `dense width=5` (w_std=1, no bias) then an elementwise fn:
+    activations need Gaussian pre-activations."""
+    def ref(x, params, ntk):
+        w, _ = _linear(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
+        return fn(x @ w)
+    return ref
+
+
+def _act(layer, fn):
+    return [("dense width=5\n" + layer, (5, 2), after_dense(fn))]
+
+
 # op -> [(layers after `input DIMS`, input dims, reference(x, params, ntk?))]; the
 # dense/conv under test is node 1 with w_std=1.3 b_std=0.4.
 REFERENCES = {
@@ -101,14 +114,13 @@ REFERENCES = {
                  ("3", "valid", "1", (1,), (6, 2)), ("3", "same", "2", (2,), (7, 2)),
                  ("2", "circular", "1", (1,), (5, 3)), ("3x2", "same", "2x1", (2, 1), (5, 4, 2)),
                  ("2x3", "circular", "2", (2, 2), (4, 5, 3)), ("3x3", "valid", "1", (1, 1), (5, 5, 1))]],
-    "relu": [("relu", (5, 2), lambda x, p, ntk: np.maximum(x, 0))],
-    "erf": [("erf", (5, 2), lambda x, p, ntk: erf(x))],
-    "gelu": [("gelu", (5, 2), lambda x, p, ntk: _gelu(x))],
-    "leaky_relu": [("leaky_relu alpha=0.1", (5, 2), lambda x, p, ntk: np.where(x >= 0, x, 0.1 * x))],
-    "abrelu": [("abrelu a=-0.3 b=2", (5, 2), lambda x, p, ntk: np.where(x >= 0, 2 * x, -0.3 * x))],
-    "sin": [("sin a=1.5 b=0.7 c=0.2", (5, 2), lambda x, p, ntk: 1.5 * np.sin(0.7 * x + 0.2))],
-    "act": [('act "x*erf(x)"', (5, 2), lambda x, p, ntk: x * erf(x)),
-            ('act "tanh(2*x)"', (5, 2), lambda x, p, ntk: np.tanh(2 * x))],
+    "relu": _act("relu", lambda h: np.maximum(h, 0)),
+    "erf": _act("erf", erf),
+    "gelu": _act("gelu", _gelu),
+    "leaky_relu": _act("leaky_relu alpha=0.1", lambda h: np.where(h >= 0, h, 0.1 * h)),
+    "abrelu": _act("abrelu a=-0.3 b=2", lambda h: np.where(h >= 0, 2 * h, -0.3 * h)),
+    "sin": _act("sin a=1.5 b=0.7 c=0.2", lambda h: 1.5 * np.sin(0.7 * h + 0.2)),
+    "act": _act('act "x*erf(x)"', lambda h: h * erf(h)) + _act('act "tanh(2*x)"', lambda h: np.tanh(2 * h)),
     "identity": [("identity", (5, 2), lambda x, p, ntk: x)],
     "layernorm": [("dense width=6\nlayernorm", (4, 3), ref_layernorm)],
     "avgpool": [(f"avgpool {win} {pad}{' stride=' + st if st else ''}", dims,
@@ -119,8 +131,8 @@ REFERENCES = {
     "gap": [("gap", (4, 3, 2), lambda x, p, ntk: x.mean((1, 2))), ("gap", (5, 2), lambda x, p, ntk: x.mean(1))],
     "flatten": [("flatten", (4, 3, 2), lambda x, p, ntk: x.reshape(x.shape[0], -1))],
     "sum": [("residual:\n    dense width=3", (4, 3), ref_residual)],
-    "concat": [("parallel concat:\n    branch:\n        identity\n    branch:\n        relu", (4, 3),
-                lambda x, p, ntk: np.concatenate([x, np.maximum(x, 0)], -1))],
+    "concat": [("dense width=5\nparallel concat:\n    branch:\n        identity\n    branch:\n        relu", (4, 3),
+                after_dense(lambda h: np.concatenate([h, np.maximum(h, 0)], -1)))],
 }
 
 

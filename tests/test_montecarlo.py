@@ -19,7 +19,7 @@ N_GROUPS = 4
 GROUPS = [tuple(OPS[i::N_GROUPS]) for i in range(N_GROUPS)]
 # Widths and samples of the property tests: cheap, and enough for errors of a
 # rule (which do not shrink with the width) of ~25% of the kernel to fail.
-WIDTH, SAMPLES = 64, 48
+WIDTH, SAMPLES = 64, 96
 
 
 def test_every_registered_op_has_test_parameters():
