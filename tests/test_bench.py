@@ -1,0 +1,41 @@
+"""The benchmark command's plumbing (speed itself is measured by `infkernel bench`, not here)."""
+import json
+
+import numpy as np
+import pytest
+
+from infkernel import bench, parse
+from infkernel.cli import main
+
+
+def test_compare_reports_the_largest_relative_difference_and_the_off_diagonal_one(tmp_path):
+    b = np.array([[4.0, 1.0], [1.0, 2.0]])
+    a = b.copy()
+    a[0, 0] += 0.04  # diagonal: 0.04 / 4 = 1e-2
+    a[0, 1] -= 0.002  # off the diagonal: 0.002 / 4 = 5e-4
+    np.savez(tmp_path / "a.npz", nngp=b, ntk=a)
+    np.savez(tmp_path / "b.npz", nngp=b, ntk=b)
+    diff = bench.compare(tmp_path / "a.npz", tmp_path / "b.npz")
+    assert diff["nngp"] == 0
+    assert diff["ntk"] == pytest.approx(1e-2)
+    assert diff["ntk off"] == pytest.approx(5e-4)
+
+
+def test_workload_specs_match_the_workload_inputs():
+    workloads = json.loads((bench.peer_dir() / "workloads.json").read_text())
+    assert set(bench.WORKLOADS) <= set(workloads)
+    for name in bench.WORKLOADS:
+        assert tuple(parse(bench.spec_path(name)).input_shape) == tuple(workloads[name]["input_shape"])
+        assert bench.default_n(name) == workloads[name]["n"]
+
+
+def test_worker_times_a_small_kernel_and_saves_it(tmp_path):
+    result = bench.run_infkernel("fc-deep", 6, repeats=1, save=str(tmp_path / "k.npz"))
+    assert result.seconds > 0 and result.peak_mb > 0 and len(result.times) == 1
+    saved = np.load(tmp_path / "k.npz")
+    assert saved["ntk"].shape == (6, 6) and np.allclose(saved["ntk"], saved["ntk"].T)
+
+
+def test_unknown_workload_is_a_user_error(capsys):
+    assert main(["bench", "resnet-9000"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
