@@ -33,6 +33,15 @@ from infkernel import datasets  # noqa: E402
 from infkernel.predict import kernel_regression, one_hot_targets  # noqa: E402
 
 DEPTH = 3
+# Convolutional NTKs (depth and shape filled in per run): 3x3 conv + ReLU blocks, then a readout.
+CNTK = """input {{shape}}
+parameterization ntk
+{prefix}repeat {{depth}}:
+    conv 3x3 same w_std=sqrt(2) b_std=0
+    relu
+{readout}
+dense w_std=1 b_std=0
+"""
 SPECS = {
     # Fully connected ReLU network (He initialization), its input size from the data.
     "fc": """let d = 784
@@ -44,34 +53,12 @@ repeat {depth}:
 dense w_std=1 b_std=0
 """,
     # CNTK-V of Arora et al. 2019: 3x3 convolutions, read out from the flattened features.
-    "vanilla": """input {shape}
-parameterization ntk
-repeat {depth}:
-    conv 3x3 same w_std=sqrt(2) b_std=0
-    relu
-flatten
-dense w_std=1 b_std=0
-""",
+    "vanilla": CNTK.format(prefix="", readout="flatten"),
     # CNTK-GAP of Arora et al. 2019: the same with global average pooling (pairs of positions).
-    "pooled": """input {shape}
-parameterization ntk
-repeat {depth}:
-    conv 3x3 same w_std=sqrt(2) b_std=0
-    relu
-gap
-dense w_std=1 b_std=0
-""",
+    "pooled": CNTK.format(prefix="", readout="gap"),
     # The same on images average-pooled 4x4 first (28x28 -> 7x7): (HW)^2 pairs of
     # positions per pair of images fall 256-fold, what a CPU can afford on Fashion-MNIST.
-    "pooled-7x7": """input {shape}
-parameterization ntk
-avgpool 4x4
-repeat {depth}:
-    conv 3x3 same w_std=sqrt(2) b_std=0
-    relu
-gap
-dense w_std=1 b_std=0
-""",
+    "pooled-7x7": CNTK.format(prefix="avgpool 4x4\n", readout="gap"),
 }
 BASELINES = ("rbf-svm", "ridge")
 MODELS = tuple(SPECS) + BASELINES

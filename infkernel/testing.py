@@ -292,6 +292,20 @@ def _join_kind(states) -> str:
     return kinds.pop() if len(kinds) == 1 else "other"
 
 
+def _parallel(gen, kind: str, n: int, body) -> list:
+    """`parallel KIND:` with n `branch:` blocks; body(i) writes branch i and returns its state."""
+    gen.emit(f"parallel {kind}:")
+    gen.indent += 1
+    branches = []
+    for i in range(n):
+        gen.emit("branch:")
+        gen.indent += 1
+        branches.append(body(i))
+        gen.indent -= 1
+    gen.indent -= 1
+    return branches
+
+
 def _emit_sum(gen, s, keep_shape=False, target=None):
     """A residual block or a parallel sum; at most one branch without a dense/conv of its own."""
     draw = gen.draw
@@ -305,22 +319,17 @@ def _emit_sum(gen, s, keep_shape=False, target=None):
         n = _count(draw, 2, 3, 2)
         passthrough = _count(draw, -1, n - 1, 0)  # -1: every branch has its own layer
         target_ch = s.channels if passthrough >= 0 else (None if gen.param == "ntk" else s.channels)
-        gen.emit("parallel sum:")
-        gen.indent += 1
-        branches = []
-        for i in range(n):
-            gen.emit("branch:")
-            gen.indent += 1
-            if i == passthrough:
-                start = len(gen.lines)
-                b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False, linear=False)
-                if len(gen.lines) == start:
-                    gen.emit("identity")
-            else:
-                b = gen.branch_body(s, True, target_ch, allow_blocks=False)
-            branches.append(b)
-            gen.indent -= 1
-        gen.indent -= 1
+
+        def body(i):
+            if i != passthrough:
+                return gen.branch_body(s, True, target_ch, allow_blocks=False)
+            start = len(gen.lines)
+            b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False, linear=False)
+            if len(gen.lines) == start:
+                gen.emit("identity")
+            return b
+
+        branches = _parallel(gen, "sum", n, body)
     chans = [b.channels for b in branches if b.channels != (1, 0) or gen.param != "ntk"]
     channels = chans[0] if chans else (1, 0)
     return _State(s.spatial, _join_kind(branches), all(b.fresh for b in branches), channels)
@@ -332,15 +341,8 @@ def _emit_concat(gen, s, keep_shape=False, target=None):
     # Width-less branches are weighed equally by the rule: under ntk, every
     # branch must then have the same finite channel count.
     all_linear = gen.param == "ntk" and s.channels != (1, 0)
-    gen.emit("parallel concat:")
-    gen.indent += 1
-    branches = []
-    for _ in range(n):
-        gen.emit("branch:")
-        gen.indent += 1
-        branches.append(gen.branch_body(s, all_linear or draw(st.booleans()), None, allow_blocks=False))
-        gen.indent -= 1
-    gen.indent -= 1
+    branches = _parallel(gen, "concat", n,
+                         lambda i: gen.branch_body(s, all_linear or draw(st.booleans()), None, allow_blocks=False))
     channels = (sum(b.channels[0] for b in branches), sum(b.channels[1] for b in branches))
     return _State(s.spatial, _join_kind(branches), all(b.fresh for b in branches), channels)
 
