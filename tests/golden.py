@@ -1,4 +1,6 @@
-"""The reference kernels of ../shared/golden, and their layer lists written as spec text."""
+"""The reference kernels (neural-tangents 0.6.5, float64), copied from ../shared/golden and
+../shared/golden-v2 into tests/data so that a bare clone runs the suite, and their layer lists
+written as spec text."""
 from __future__ import annotations
 
 import json
@@ -7,15 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-GOLDEN = Path(os.environ.get("INFKERNEL_GOLDEN", Path(__file__).resolve().parents[1].parent / "shared" / "golden"))
+DATA = Path(__file__).resolve().parent / "data"
+GOLDEN = Path(os.environ.get("INFKERNEL_GOLDEN", DATA / "golden"))
+GOLDEN_V2 = Path(os.environ.get("INFKERNEL_GOLDEN_V2", DATA / "golden-v2"))
 
 
-def cases() -> list[dict]:
-    return json.loads((GOLDEN / "cases.json").read_text())
+def cases(folder: Path = GOLDEN) -> list[dict]:
+    """The cases of one reference set, each remembering the folder it came from."""
+    return [{**case, "_folder": str(folder)} for case in json.loads((folder / "cases.json").read_text())]
 
 
 def load(case: dict) -> dict:
-    with np.load(GOLDEN / case["file"]) as data:
+    with np.load(Path(case.get("_folder", GOLDEN)) / case["file"]) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -50,7 +55,7 @@ def _layer(layer: dict, indent: str) -> list[str]:
     elif op == "global_avg_pool":
         op = "gap"
     else:
-        args += [f"{k}={v!r}" for k, v in layer.items() if k != "op"]
+        args += [f"{k}={v!r}" for k, v in layer.items() if k not in ("op", "_folder")]
     return [indent + " ".join([op, *args])]
 
 
