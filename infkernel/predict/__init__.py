@@ -1,0 +1,50 @@
+"""Kernel regression with infinite-width kernels: NNGP posterior, NTK gradient flow, ridge selection.
+
+Everything here takes plain kernel matrices (numpy arrays) and returns numpy
+arrays; nothing needs a compiled spec. Naming: ``k_train_train`` is K(X, X)
+(n, n), ``k_test_train`` is K(x, X) (m, n), ``k_test_test`` is K(x, x) (m, m),
+or only its diagonal (m,) when only variances are wanted. Targets ``y_train``
+are (n,) or (n, k) (several outputs, e.g. one-hot classes); means come back
+in the same layout, (m,) or (m, k). The covariance is shared by all outputs.
+
+Time ``t`` is the time of gradient flow on L = 1/2 ||f(X) - Y||^2 (sum over
+examples and outputs) with learning rate 1, so that on the training set
+f_t = Y + exp(-Theta t) (f_0 - Y). Another convention rescales t: for
+gradient descent with learning rate eta on the mean loss 1/(2n) sum, use
+t = eta * steps / n.
+
+All solves are in float64 with symmetric solvers: a Cholesky factorization
+(scipy.linalg.cho_factor) for a single posterior, and one eigendecomposition
+(scipy.linalg.eigh, the :class:`Eigh` object) shared by every t and every
+ridge value of gradient flow and of ridge selection.
+
+One file per job: checks.py (input checks, the singular-kernel error),
+direct.py (Eigh, checked Cholesky), posterior.py (NNGP posterior, gradient
+flow), ridge.py (ridge selection), targets.py (one-hot targets),
+regression.py (the :func:`kernel_regression` entry point).
+"""
+from __future__ import annotations
+
+from .checks import SingularKernelError
+from .direct import Eigh
+from .posterior import GradientFlow, Prediction, gradient_flow, nngp_posterior
+from .regression import Regression, kernel_regression
+from .ridge import RidgeSelection, default_ridges, kfold_errors, loo_errors, select_ridge
+from .targets import one_hot_targets
+
+__all__ = [
+    "Eigh",
+    "GradientFlow",
+    "Prediction",
+    "Regression",
+    "RidgeSelection",
+    "SingularKernelError",
+    "default_ridges",
+    "gradient_flow",
+    "kernel_regression",
+    "kfold_errors",
+    "loo_errors",
+    "nngp_posterior",
+    "one_hot_targets",
+    "select_ridge",
+]
