@@ -1,0 +1,109 @@
+"""The jitted calls of a program: the self pass over a chunk of examples, the
+cross pass over a stream of pairs or over a square tile. Each is one
+`shard_map` over a 1-D mesh of devices (one compile, each device takes its
+share of a call), jitted once per (kind, devices, need_ntk, inner) and kept.
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .plan import AXIS
+
+
+class Calls:
+    """The jitted functions of one program, compiled on first use and kept."""
+
+    def __init__(self, program):
+        self.program = program
+        self._fns: dict = {}
+
+    @staticmethod
+    def mesh():
+        devices = jax.local_devices()
+        return Mesh(np.array(devices), (AXIS,))
+
+    def function(self, kind: str, mesh: Mesh, need_ntk: bool, inner: int):
+        key = (kind, tuple(d.id for d in mesh.devices.flat), need_ntk, inner)
+        if key not in self._fns:
+            body = {"self": self._self_body, "pairs": self._pairs_body, "blocks": self._blocks_body}[kind]
+            spec = PartitionSpec(AXIS)
+            if kind == "blocks":
+                in_specs = (spec, PartitionSpec(), spec, PartitionSpec())
+            elif kind == "self":
+                in_specs = (spec,)
+            else:
+                in_specs = (spec, spec, spec, spec)
+            fn = jax.shard_map(lambda *a: body(*a, need_ntk=need_ntk, inner=inner), mesh=mesh,
+                               in_specs=in_specs, out_specs=spec, check_vma=False)
+            self._fns[key] = jax.jit(fn)
+        return self._fns[key]
+
+    def _self_body(self, x, *, need_ntk, inner):
+        """Variances of a chunk of examples, `inner` at a time, and the output
+        kernels of each example with itself (the diagonal of K(x, x))."""
+        program = self.program
+
+        def one(e):
+            record, env = {}, {}
+            program.run(program.steps, env, e[None], e[None], need_ntk, None, record)
+            out = env[program.graph.output.id]
+            diag = (out.nngp[0, 0], out.ntk[0, 0] if need_ntk else None)
+            return jax.tree.map(lambda a: a[0], record), diag
+
+        return lax.map(one, x, batch_size=inner)
+
+    def _pairs_body(self, xa, xb, va, vb, *, need_ntk, inner):
+        """(nngp, ntk) of the pairs (xa[k], xb[k]), each (P,), `inner` pairs at a time."""
+        add = lambda t: jax.tree.map(lambda a: a[None], t)
+
+        def one(args):
+            a, b, v1, v2 = args
+            nngp, ntk = self.program.cross_pass(a[None], b[None], add(v1), add(v2), need_ntk)
+            return (nngp[0, 0], ntk[0, 0]) if need_ntk else nngp[0, 0]
+
+        return lax.map(one, (xa, xb, va, vb), batch_size=inner)
+
+    def _blocks_body(self, x1, x2, v1, v2, *, need_ntk, inner):
+        """(nngp, ntk) of the tile x1 x x2, each (rows, cols), `inner` rows at a time."""
+        rows = x1.shape[0]
+        if inner >= rows:
+            nngp, ntk = self.program.cross_pass(x1, x2, v1, v2, need_ntk)
+            return (nngp, ntk) if need_ntk else nngp
+        split = lambda a: a.reshape((rows // inner, inner) + a.shape[1:])
+
+        def step(args):
+            xr, vr = args
+            nngp, ntk = self.program.cross_pass(xr, x2, vr, v2, need_ntk)
+            return (nngp, ntk) if need_ntk else nngp
+
+        out = lax.map(step, (split(x1), jax.tree.map(split, v1)))
+        return jax.tree.map(lambda a: a.reshape((rows,) + a.shape[2:]), out)
+
+    def compiled(self, kind, mesh, need_ntk, inner, args, budget, shrink):
+        """The jitted function for these shapes, compiled now; if XLA's buffers
+        exceed the budget, `shrink(inner, used)` proposes a smaller inner size."""
+        sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+        for _ in range(3):
+            fn = self.function(kind, mesh, need_ntk, inner)
+            shapes = [jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), a)
+                      for a in args(inner)]
+            compiled = fn.lower(*shapes).compile()
+            used = _used_bytes(compiled)
+            smaller = shrink(inner, used) if used is not None and used > budget else None
+            if not smaller or smaller >= inner:
+                return fn, inner
+            inner = smaller
+        return fn, inner
+
+
+def _used_bytes(compiled) -> int | None:
+    """Bytes XLA assigned to one device's arguments, outputs and temporaries."""
+    try:
+        stats = compiled.memory_analysis()
+        return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+                   - stats.alias_size_in_bytes)
+    except Exception:  # not every backend reports it
+        return None

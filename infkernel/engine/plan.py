@@ -1,0 +1,163 @@
+"""The tile plan: how a kernel computation is cut into calls, from a program's
+sizes and a memory budget. Pure arithmetic on shapes; nothing here runs JAX.
+
+Two ways of cutting K(x1, x2), chosen from the program:
+
+- **pairs** (networks with spatial axes): a stream of input pairs (a, b),
+  cut into calls of P pairs, `inner` pairs at a time inside a call;
+- **blocks** (networks without spatial axes): square tiles of b x b examples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from ..ops import PAIRS
+
+# Arrays of one pair's largest covariance alive at once in a rule, on average
+# (nngp, ntk, their padded copies, the activation's temporaries); checked
+# against XLA's buffer assignment after compiling (see `Engine._compiled`).
+LIVE_ARRAYS = 12
+# Beyond this many bytes per covariance array, bigger inner batches stop
+# paying (per-step overhead is amortised; caches are not).
+FAST_BYTES = 2**20
+# Target duration of one call (s): long enough to amortise dispatch, short
+# enough for the progress bar and the output file to move.
+CALL_SECONDS = 1.0
+# Calls a long computation is cut into at least (progress, output flushing).
+MIN_CALLS = 16
+# Rough cost of one covariance entry through one node (s), and of one call.
+ENTRY_SECONDS = 6e-9
+CALL_OVERHEAD = 5e-4
+AXIS = "devices"
+
+
+def node_entries(program) -> list[int]:
+    """Covariance entries per input pair at each node."""
+    return [math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS else 1) for n in program.graph.nodes]
+
+
+def pair_bytes(program, itemsize: int) -> int:
+    """Working memory of one input pair at the widest node (estimate)."""
+    return max(node_entries(program)) * itemsize * LIVE_ARRAYS
+
+
+def pair_seconds(program) -> float:
+    """Rough time of one input pair through the whole program."""
+    return sum(node_entries(program)) * ENTRY_SECONDS
+
+
+def input_bytes(program, x: np.ndarray, variances) -> int:
+    """Bytes of one example's inputs to a call: the example and its variances."""
+    per = x[0].nbytes
+    for leaf in jax.tree.leaves(variances):
+        per += leaf[0].nbytes if leaf.ndim else leaf.nbytes
+    return per
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a computation is cut: `mode` 'pairs' or 'blocks'; `inner` pairs (rows
+    in block mode) live at once per device; `per_call` pairs per device per call
+    (block mode: tile side)."""
+
+    mode: str
+    inner: int
+    per_call: int
+    devices: int
+
+
+def uses_pairs(program) -> bool:
+    return bool(program.graph.nodes[0].shape.rank)
+
+
+def plan_pairs(total: int, devices: int, budget: int, per_pair: int, entry_max: int, itemsize: int,
+               seconds_per_pair: float, batch_size: int | None) -> Layout:
+    """Sizes of a pair-stream computation of `total` pairs."""
+    share = max(1, -(-total // devices))
+    if batch_size is not None:
+        inner = int(batch_size) ** 2
+    else:
+        fast = max(1, FAST_BYTES // (entry_max * itemsize))
+        inner = max(1, min(budget // per_pair, fast))
+    inner = min(inner, 1 << (share - 1).bit_length())  # powers of two: fewer distinct compiles
+    units = -(-share // inner)
+    estimate = share * seconds_per_pair
+    calls = max(1, math.ceil(estimate / CALL_SECONDS))
+    if estimate > 2 * CALL_SECONDS:  # long enough for a progress bar: let it move
+        calls = max(calls, MIN_CALLS)
+    calls = min(calls, units)
+    steps = -(-units // calls)
+    if calls == 1:  # small jobs: a power of two, so that other sizes reuse the compiled call
+        steps = 1 << (steps - 1).bit_length()
+    return Layout("pairs", inner, steps * inner, devices)
+
+
+def plan_blocks(n1: int, n2: int, symmetric: bool, devices: int, budget: int, per_pair: int, itemsize: int,
+                seconds_per_pair: float, batch_size: int | None) -> Layout:
+    """Tile side b (a multiple of the device count) and rows per inner step."""
+    top = max(n1, n2)
+    if batch_size is not None:
+        side = -(-int(batch_size) // devices) * devices
+        return Layout("blocks", side // devices, side, devices)
+    best = None
+    for k in range(1, 257):
+        side = -(-top // k)
+        side = -(-side // (8 * devices)) * 8 * devices if side > 8 * devices else -(-side // devices) * devices
+        # Output tile (nngp, ntk, twice for the copy out) must fit the budget.
+        if 4 * side * side * itemsize > budget and k < 256:
+            continue
+        k1, k2 = -(-n1 // side), -(-n2 // side)
+        tiles = k1 * (k1 + 1) // 2 if symmetric else k1 * k2
+        cost = tiles * CALL_OVERHEAD + tiles * side * side * seconds_per_pair
+        if best is None or cost < best[0]:
+            best = (cost, side)
+        if side <= 8 * devices:
+            break
+    side = best[1]
+    rows = side // devices
+    inner = max(1, min(rows, budget // max(1, side * per_pair)))
+    while rows % inner:
+        inner -= 1
+    return Layout("blocks", inner, side, devices)
+
+
+def pad_to(a: np.ndarray, rows: int) -> np.ndarray:
+    """a with its first row repeated up to `rows` rows (padding gives a valid input)."""
+    if a.shape[0] == rows:
+        return a
+    return np.concatenate([a, np.repeat(a[:1], rows - a.shape[0], axis=0)])
+
+
+def pair_stream(n1: int, n2: int, symmetric: bool, size: int, block: int = 256):
+    """Index arrays (a, b) of at most `size` pairs: all pairs of n1 x n2, or only
+    a < b when symmetric; enumerated block by block for locality of writes."""
+    buf_a, buf_b, held = [], [], 0
+    for r0 in range(0, n1, block):
+        for c0 in range(r0 if symmetric else 0, n2, block):
+            rows = np.arange(r0, min(r0 + block, n1), dtype=np.int64)
+            cols = np.arange(c0, min(c0 + block, n2), dtype=np.int64)
+            a, b = np.repeat(rows, len(cols)), np.tile(cols, len(rows))
+            if symmetric and c0 == r0:  # the diagonal comes from the self pass
+                keep = a < b
+                a, b = a[keep], b[keep]
+            buf_a.append(a)
+            buf_b.append(b)
+            held += len(a)
+            while held >= size:
+                a, b = np.concatenate(buf_a), np.concatenate(buf_b)
+                yield a[:size], b[:size]
+                buf_a, buf_b, held = [a[size:]], [b[size:]], len(a) - size
+    if held:
+        yield np.concatenate(buf_a), np.concatenate(buf_b)
+
+
+def pair_count(n1: int, n2: int, symmetric: bool) -> int:
+    return n1 * (n1 - 1) // 2 if symmetric else n1 * n2
+
+
+def ranges(n: int, size: int):
+    return [(i, min(i + size, n)) for i in range(0, n, size)]
