@@ -91,7 +91,8 @@ class KernelFn:
             True always, False never.
         out: a path "K" (or "K.npy"): the kernels are written to memory-mapped
             K.nngp.npy and K.ntk.npy while they are computed, so they may be
-            larger than RAM; the returned arrays are those memmaps.
+            larger than RAM; the returned arrays are those memmaps. The files
+            are written as K.<kind>.npy.partial and renamed when complete.
         """
         get = check_get(get)
         dims = self.graph.input_shape

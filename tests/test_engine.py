@@ -95,6 +95,35 @@ def test_memmap_output_equals_in_memory(kfns, name, tmp_path):
     assert rel(np.load(tmp_path / "C.nngp.npy"), ref.nngp) < 1e-6
 
 
+@pytest.mark.parametrize("name", ["gap", "dense"])
+def test_npy_output_appears_only_when_complete(kfns, name, tmp_path, monkeypatch):
+    """Interrupted: no K.<kind>.npy (and no leftover partial file); finished
+    files of an earlier run stay as they were until a new run completes."""
+    kfn, x = kfns[name], data(name, 9)
+    done = kfn(x, progress=False, batch_size=3, out=tmp_path / "K.npy")
+    before = np.load(tmp_path / "K.ntk.npy")
+    seen = []
+    drive = engine.Engine._drive
+
+    def interrupted(self, items, launch, store, *args):
+        def store_then_stop(item, result):
+            seen.append(sorted(p.name for p in tmp_path.iterdir()))
+            store(item, result)
+            raise KeyboardInterrupt
+
+        return drive(self, items, launch, store_then_stop, *args)
+
+    monkeypatch.setattr(engine.Engine, "_drive", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kfn(2 * x, progress=False, batch_size=3, out=tmp_path / "K.npy")
+    assert "K.ntk.npy.partial" in seen[0]  # written under the temporary name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["K.nngp.npy", "K.ntk.npy"]
+    assert np.array_equal(np.load(tmp_path / "K.ntk.npy"), before) and np.array_equal(before, done.ntk)
+    with pytest.raises(KeyboardInterrupt):
+        kfn(x, progress=False, batch_size=3, out=tmp_path / "new.npy")
+    assert not any(p.name.startswith("new") for p in tmp_path.iterdir())
+
+
 def test_pair_stream_covers_each_pair_once():
     for n1, n2, sym in ((7, 7, True), (5, 9, False), (300, 300, True)):
         pairs = [(a, b) for ia, ib in engine.pair_stream(n1, n2, sym, 37, block=64) for a, b in zip(ia, ib)]

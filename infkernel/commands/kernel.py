@@ -3,7 +3,8 @@ NNGP and NTK of a spec on inputs and write them.
 
 `--out K.npz` writes both kernels into one npz (computed in memory);
 `--out K.npy` streams them into memory-mapped K.nngp.npy and K.ntk.npy while
-they are computed, so a kernel larger than RAM can be written. Without --x1
+they are computed, so a kernel larger than RAM can be written (under the
+names K.<kind>.npy.partial, renamed only when complete). Without --x1
 the spec runs on a small bundled example that fits its input: scikit-learn's
 digits (8x8x1 or 64 inputs), seeded random inputs otherwise.
 """

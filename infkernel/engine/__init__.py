@@ -10,11 +10,11 @@ One job per module:
 """
 from .local import Engine
 from .memory import UNITS, default_memory, parse_memory
-from .outputs import open_outputs, output_paths
+from .outputs import Outputs, open_outputs, output_paths
 from .plan import (Layout, input_bytes, node_entries, pair_bytes, pair_count, pair_seconds, pair_stream,
                    plan_blocks, plan_pairs, uses_pairs)
 from .precision import precision
 
-__all__ = ["Engine", "Layout", "UNITS", "default_memory", "input_bytes", "node_entries", "open_outputs",
+__all__ = ["Engine", "Layout", "UNITS", "default_memory", "input_bytes", "node_entries", "Outputs", "open_outputs",
            "output_paths", "pair_bytes", "pair_count", "pair_seconds", "pair_stream", "parse_memory",
            "plan_blocks", "plan_pairs", "precision", "uses_pairs"]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..errors import SpecError
 from .calls import Calls
 from .memory import default_memory, parse_memory
-from .outputs import open_outputs
+from .outputs import Outputs
 from .plan import (AXIS, Layout, input_bytes, node_entries, pad_to, pair_bytes, pair_count, pair_seconds,
                    pair_stream, plan_blocks, plan_pairs, ranges, uses_pairs)
 from .precision import precision
@@ -85,7 +85,8 @@ class Engine:
         """(nngp, ntk or None) of K(x1, x2); x2 None means x2 = x1 (symmetric).
 
         `out`: a path; the kernels go to memory-mapped `<out>.<kind>.npy` files
-        (returned as numpy memmaps) instead of arrays in memory."""
+        (returned as numpy memmaps) instead of arrays in memory, written as
+        `<out>.<kind>.npy.partial` and renamed when complete (see `Outputs`)."""
         symmetric = x2 is None
         x2 = x1 if symmetric else x2
         n1, n2 = x1.shape[0], x2.shape[0]
@@ -108,23 +109,23 @@ class Engine:
             v1, diag = self.variances(x1, jdtype, budget, batch_size, mesh, need_ntk and symmetric)
             v2 = v1 if symmetric else self.variances(x2, jdtype, budget, batch_size, mesh)[0]
             want = [k for k in kinds if k != "ntk" or need_ntk]
-            if out is not None:
-                arrays = open_outputs(out, want, (n1, n2), jdtype)
-            else:
-                arrays = {k: np.empty((n1, n2), jdtype) for k in want}
+            outputs = Outputs(out, want, (n1, n2), jdtype)
+            arrays = outputs.arrays
             targets = [arrays.get("nngp"), arrays.get("ntk")]
             if "nngp" not in arrays:  # the nngp is computed anyway; give it a scratch target
                 targets[0] = None
             run = self._run_pairs if self.pairs else self._run_blocks
-            run(x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh, targets,
-                progress, started)
-            if symmetric:
-                for target, value in zip(targets, diag):
-                    if target is not None:
-                        np.fill_diagonal(target, value)
-            for a in arrays.values():
-                if isinstance(a, np.memmap):
-                    a.flush()
+            try:
+                run(x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh, targets,
+                    progress, started)
+                if symmetric:
+                    for target, value in zip(targets, diag):
+                        if target is not None:
+                            np.fill_diagonal(target, value)
+            except BaseException:
+                outputs.discard()
+                raise
+            outputs.commit()
         return arrays.get("nngp"), arrays.get("ntk")
 
     # -- the cross pass, two ways ---------------------------------------------------------
