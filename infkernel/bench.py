@@ -8,6 +8,10 @@ fresh Python process, so that its peak memory (ru_maxrss) is its own:
 - infkernel: one call that compiles, then `repeats` timed calls of
   K(X, X) with both nngp and ntk; the median is reported, compile time apart
   (first call minus the median);
+- the machine's peaks (`infkernel.roofline.peaks`: a float32 matmul and a
+  streaming elementwise loop), in their own process of the same run, so that
+  each workload's GFLOP/s and GB/s (its work counted statically from the
+  rules, see `infkernel.roofline`) can be read against them;
 - neural-tangents (with `peer`, an interpreter of the venv that
   `../shared/peer/setup.sh` builds): `nt_bench.py` of the peer folder, whose
   timed call follows a warm-up call; its kernel is saved and compared.
@@ -71,6 +75,17 @@ class Result:
     peak_mb: float  # peak resident memory of the whole process
     times: list = field(default_factory=list)
     layout: str = ""
+    cpu_seconds: float = 0.0  # median CPU time of the process over the timed calls (all threads)
+    flops: float = 0.0  # of the whole K(X, X), counted from the rules (infkernel.roofline)
+    bytes: float = 0.0  # covariance arrays read and written, all nodes, all pairs
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.seconds / 1e9
+
+    @property
+    def gbs(self) -> float:
+        return self.bytes / self.seconds / 1e9
 
     @property
     def entries_per_second(self) -> float:
@@ -120,7 +135,7 @@ def run_infkernel(name: str, n: int, repeats: int = 3, memory=None, save: str | 
     stdout, peak = _run(cmd, timeout)
     data = json.loads(stdout.strip().splitlines()[-1])
     return Result("infkernel", name, n, data["seconds"], data["compile_seconds"], peak, data["times"],
-                  data["layout"])
+                  data["layout"], data["cpu_seconds"], data["flops"], data["bytes"])
 
 
 def run_peer(python: str, name: str, n: int, save: str | None = None, timeout: float | None = None) -> Result:
@@ -138,23 +153,29 @@ def worker(name: str, n: int, repeats: int, memory, save: str | None) -> dict:
     """The body of one infkernel measurement (runs in the fresh process)."""
     import numpy as np
 
+    from . import roofline
     from .kernel import compile as compile_spec
     kfn = compile_spec(spec_path(name))
     x = inputs(kfn.graph.input_shape, n)
     t0 = time.perf_counter()
     k = kfn(x, memory=memory, progress=False)
     first = time.perf_counter() - t0
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         k = kfn(x, memory=memory, progress=False)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     seconds = statistics.median(times) if times else first
     if save:
         np.savez(save, nngp=k.nngp, ntk=k.ntk)
     layout = kfn.engine.layout
+    pairs = roofline.symmetric_pairs(n)
     return {"seconds": seconds, "compile_seconds": max(first - seconds, 0.0), "first_seconds": first,
-            "times": times, "layout": f"{layout.mode}: {layout.inner} pairs live, {layout.per_call} per call"}
+            "times": times, "layout": f"{layout.mode}: {layout.inner} pairs live, {layout.per_call} per call",
+            "cpu_seconds": statistics.median(cpu) if cpu else 0.0,
+            "flops": pairs * roofline.program_flops(kfn.program)["flops"],
+            "bytes": pairs * roofline.program_bytes(kfn.program)}
 
 
 def compare(ours: str, theirs: str) -> dict[str, float]:
@@ -169,6 +190,17 @@ def compare(ours: str, theirs: str) -> dict[str, float]:
     off = ~np.eye(*diff["ntk"].shape, dtype=bool)
     return {"nngp": float(diff["nngp"].max()), "ntk": float(diff["ntk"].max()),
             "ntk off": float(diff["ntk"][off].max(initial=0.0))}
+
+
+def run_peaks(timeout: float | None = None) -> dict:
+    """The machine's matmul GFLOP/s and streaming GB/s (`roofline.peaks`), in a fresh process."""
+    stdout, _ = _run([sys.executable, "-m", "infkernel.bench", "--peaks-worker"], timeout)
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def peaks_line(peaks: dict) -> str:
+    return (f"machine: float32 matmul {peaks['matmul_gflops']:.0f} GFLOP/s ({peaks['matmul_size']}^2),"
+            f" streaming x/2+1/2 in place {peaks['stream_gbs']:.1f} GB/s ({peaks['stream_mib']:.0f} MiB in and out)")
 
 
 # -- compile time against depth ----------------------------------------------------------
@@ -200,13 +232,26 @@ def run_compile_depth(depths=(10, 100), timeout: float | None = None) -> dict[in
 
 # -- the table -----------------------------------------------------------------------------
 
-HEADER = (f"{'workload':<12} {'n':>5} {'seconds':>8} {'compile':>8} {'entries/s':>10} {'peak MB':>8}"
+HEADER = (f"{'workload':<12} {'n':>5} {'seconds':>8} {'cpu s':>7} {'compile':>8} {'entries/s':>10} {'peak MB':>8}"
+          f" | {'GFLOP/s':>8} {'%mm':>5} {'GB/s':>6} {'%bw':>5} {'x bound':>7}"
           f" | {'NT s':>8} {'NT MB':>7} {'speedup':>8} {'diff nngp':>9} {'diff ntk':>9} {'ntk off':>9}")
 
 
-def row(ours: Result, peer: Result | None = None, diff: dict | None = None) -> str:
-    text = (f"{ours.workload:<12} {ours.n:>5} {ours.seconds:>8.3f} {ours.compile_seconds:>8.2f}"
+def roofline_columns(ours: Result, peaks: dict | None) -> str:
+    """GFLOP/s and GB/s achieved, as % of the matmul and streaming peaks, and the
+    time over the roofline bound max(flops / matmul peak, bytes / streaming peak)."""
+    text = f" | {ours.gflops:>8.2f}"
+    if peaks is None:
+        return text + f" {'':>5} {ours.gbs:>6.2f} {'':>5} {'':>7}"
+    bound = max(ours.flops / (peaks["matmul_gflops"] * 1e9), ours.bytes / (peaks["stream_gbs"] * 1e9))
+    return (text + f" {100 * ours.gflops / peaks['matmul_gflops']:>4.1f}% {ours.gbs:>6.2f}"
+            f" {100 * ours.gbs / peaks['stream_gbs']:>4.1f}% {ours.seconds / bound:>6.1f}x")
+
+
+def row(ours: Result, peer: Result | None = None, diff: dict | None = None, peaks: dict | None = None) -> str:
+    text = (f"{ours.workload:<12} {ours.n:>5} {ours.seconds:>8.3f} {ours.cpu_seconds:>7.2f} {ours.compile_seconds:>8.2f}"
             f" {ours.entries_per_second:>10.3g} {ours.peak_mb:>8.0f}")
+    text += roofline_columns(ours, peaks)
     if peer is None:
         return text
     text += f" | {peer.seconds:>8.2f} {peer.peak_mb:>7.0f} {peer.seconds / ours.seconds:>7.1f}x"
@@ -218,6 +263,10 @@ def row(ours: Result, peer: Result | None = None, diff: dict | None = None) -> s
 def main(argv=None) -> int:
     import argparse
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peaks-worker" in argv:
+        from . import roofline
+        print(json.dumps(roofline.peaks()))
+        return 0
     if "--worker" in argv or "--compile-worker" in argv:  # one measurement, in a fresh process
         p = argparse.ArgumentParser(prog="python -m infkernel.bench")
         p.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "N"))

@@ -6,6 +6,13 @@ and ntk, float32. With `--peer PYTHON` (the interpreter of the neural-tangents
 venv, see ../shared/peer/setup.sh) the reference runs on the same inputs, and
 the speedup and the largest relative difference of the kernels are printed.
 `--compile-depth` times compiling a 10- and a 100-layer ReLU network instead.
+
+Roofline columns: first the machine's own peaks are measured in a fresh
+process (a float32 matmul, a streaming loop; `--no-peaks` skips them), then
+each workload prints its CPU time (all threads: robust to other load on the
+machine), its GFLOP/s and GB/s (work counted from the rules, see
+`infkernel.roofline`), each as a percentage of the peak, and "x bound": its
+time over max(flops / matmul peak, bytes / streaming peak).
 """
 from __future__ import annotations
 
@@ -27,6 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--memory", default=None, help="memory budget of the engine, e.g. 1GB")
     parser.add_argument("--compile-depth", action="store_true",
                         help="time compiling a 10- and a 100-layer ReLU network (repeat -> lax.scan)")
+    parser.add_argument("--no-peaks", action="store_true",
+                        help="do not measure the machine's matmul and streaming peaks first")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measurement")
 
 
@@ -48,6 +57,9 @@ def run(args) -> int:
         raise SpecError("--n and --repeats must be positive")
     if args.peer and not os.path.exists(args.peer):
         raise SpecError(f"--peer: no interpreter at {args.peer}", hint="run bash ../shared/peer/setup.sh")
+    peaks = None if args.no_peaks else bench.run_peaks(args.timeout)
+    if peaks:
+        _say(bench.peaks_line(peaks))
     _say(bench.HEADER)
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,15 +73,15 @@ def run(args) -> int:
                 failed += 1
                 continue
             if not args.peer:
-                _say(bench.row(ours))
+                _say(bench.row(ours, peaks=peaks))
                 continue
             peer_file = os.path.join(tmp, f"{name}.nt.npz")
             try:
                 peer = bench.run_peer(args.peer, name, n, peer_file, args.timeout)
             except RuntimeError as e:
-                _say(bench.row(ours))
+                _say(bench.row(ours, peaks=peaks))
                 print(f"{name}: neural-tangents: {e}", file=sys.stderr)
                 failed += 1
                 continue
-            _say(bench.row(ours, peer, bench.compare(ours_file, peer_file)))
+            _say(bench.row(ours, peer, bench.compare(ours_file, peer_file), peaks))
     return 1 if failed else 0
