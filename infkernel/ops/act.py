@@ -49,7 +49,9 @@ class Act(Activation):
         parts = []
         for part, label in ((self.symbolic.k, "E[f(u) f(v)]"), (self.symbolic.kdot, "E[f'(u) f'(v)]")):
             expr = part.inlined(explicit_rho=True)
-            if expr is None:
+            if part.infinite is not None:  # sign(x): kdot is infinite on the diagonal
+                parts.append(sp.Function("infinite_on_diagonal")(c, v1, v2))
+            elif expr is None:
                 parts.append(sp.Function(f"quadrature {label}")(c, v1, v2))
             else:
                 parts.append(expr.subs({C: c, V1: v1, V2: v2}, simultaneous=True))

@@ -18,13 +18,15 @@ activation(formula, degree=None) -> SymbolicActivation
     quadrature) are issued on the first, uncached, call only.
 parse(formula) -> sympy.Expr
     The whitelist: numbers, x, pi, + - * / ** (constant exponents), unary
-    minus, parentheses, exp sin cos tanh erf sqrt abs max(a, b) sigmoid
+    minus, parentheses, exp sin cos tanh erf sqrt abs sign max(a, b) sigmoid
     softplus. No eval, exec, sympify or parse_expr; bounded length, nesting,
     powers and degree; zero denominators and square roots of negative
     numbers on the real line are errors.
 derive(expr, degree=None, formula=None, quadrature_only=False) -> SymbolicActivation
     f' by sympy, then k and kdot each by the first rule that applies:
-    arc-cosine kernels for d + a x + b max(x, 0) (relu, leaky relu, abs),
+    arc-cosine kernels for d + a x + b max(x, 0) (relu, leaky relu, abs) and
+    of degree k for A max(x, 0)^k + B max(-x, 0)^k (max(x, 0)^k, |x|^k; k = 0:
+    sign(x), whose kdot is infinite on the diagonal: asking for it raises),
     the Hermite expansion for polynomials, Gaussian integrals for sums of
     x^i exp(beta x + gamma x^2) erf(a x) (exp, sin, cos of affine arguments,
     erf(a x), gelu, and products), else 2-D Gauss-Hermite quadrature.

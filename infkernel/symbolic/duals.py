@@ -4,6 +4,9 @@ For (u, v) ~ N(0, [[v1, c], [c, v2]]) these are the layer maps of the NNGP
 and the NTK (Cho & Saul 2009; Daniely et al. 2016; Jacot et al. 2018,
 Theorem 1; Arora et al. 2019, Eq. (5)). Each of k and kdot is found, in order,
   1. for d + a x + b max(x, 0): arc-cosine kernels (`piecewise`),
+     for A max(x, 0)^k + B max(-x, 0)^k (max(x, 0)^k, |x|^k, sign(x)):
+     arc-cosine kernels of degree k (`arccos`), whose kdot is infinite on
+     the diagonal for k = 0 (a `Part` with `infinite` set),
   2. for a polynomial: its Hermite expansion (`hermite`),
   3. for the exp/erf family: Gaussian integrals (`gaussian`),
   4. otherwise: 2-D Gauss-Hermite quadrature (`quadrature`), with an
@@ -17,7 +20,8 @@ from typing import Callable
 
 import sympy as sp
 
-from . import gaussian, hermite, piecewise, quadrature
+from ..errors import SpecError
+from . import arccos, gaussian, hermite, piecewise, quadrature
 from .arrays import array_fn
 from .formula import X
 
@@ -37,6 +41,11 @@ class Part:
     defs: tuple = ()
     degree: int | None = None
     error: float | None = None
+    infinite: str | None = None  # why this expectation is infinite (somewhere); fn is then None
+
+    @classmethod
+    def unbounded(cls, why: str) -> "Part":
+        return cls("none: infinite on the diagonal", None, infinite=why)
 
     @classmethod
     def closed(cls, method: str, expr: sp.Expr, defs=()) -> "Part":
@@ -62,6 +71,8 @@ class Part:
         names the function whose expectation a quadrature part takes."""
         show = sp.latex if latex else sp.sstr
         lhs = f"{name}(c, v_1, v_2)" if latex else f"{name}(c, v1, v2)"
+        if self.infinite is not None:
+            return [f"{lhs} = +infinity where u = v  ({self.infinite})"]
         if self.expr is None:
             mean = rf"\mathbb{{E}}[{of}(u)\,{of}(v)]" if latex else f"E[{of}(u) {of}(v)]"
             return [f"{lhs} = {mean}  ({self.method})"]
@@ -92,7 +103,12 @@ class SymbolicActivation:
     formula: str | None = None
 
     def dual(self, c, v1, v2, need_dot: bool):
-        """(E[f(u) f(v)], E[f'(u) f'(v)] if need_dot else None)."""
+        """(E[f(u) f(v)], E[f'(u) f'(v)] if need_dot else None).
+
+        Raises SpecError when kdot is asked for but infinite (sign(x), steps)."""
+        if need_dot and self.kdot.infinite is not None:
+            raise SpecError(f"the NTK of activation {self.formula or self.expr} is infinite on the diagonal: "
+                            f"{self.kdot.infinite}", hint="ask for the NNGP only (get='nngp', --get nngp)")
         return self.k.fn(c, v1, v2), (self.kdot.fn(c, v1, v2) if need_dot else None)
 
     def describe(self, latex: bool = False) -> str:
@@ -115,9 +131,11 @@ def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
     dexpr = sp.diff(expr, X)
     k, kdot = (None, None) if quadrature_only else _closed_forms(expr, dexpr)
     k = k or Part.by_quadrature(expr, degree)
+    if kdot is None and dexpr.has(sp.DiracDelta):  # a jump in f: f' has a point mass
+        kdot = Part.unbounded("f jumps, so f' has a Dirac delta and E[f'(u) f'(v)] is infinite where u = v")
     kdot = kdot or Part.by_quadrature(dexpr, degree)
     path = k.method if k.method == kdot.method else f"k: {k.method}; kdot: {kdot.method}"
-    quad = [p for p in (k, kdot) if p.expr is None]
+    quad = [p for p in (k, kdot) if p.expr is None and p.infinite is None]
     if quad and expr.has(*_NONSMOOTH):
         warnings.warn(f"activation {formula or expr} is not smooth: Gauss-Hermite quadrature converges "
                       f"slowly here ({path})", stacklevel=3)
@@ -133,6 +151,14 @@ def _closed_forms(expr: sp.Expr, dexpr: sp.Expr) -> tuple[Part | None, Part | No
         k, kdot = piecewise.dual(*form, C, V1, V2)
         method = "arc-cosine kernel (Cho & Saul 2009)"
         return Part.closed(method, k), Part.closed(method, kdot)
+    form = arccos.halfline_form(expr)
+    if form is not None:
+        a, b, degree = form
+        method = f"arc-cosine kernel of degree {degree} (Cho & Saul 2009)"
+        kdot = arccos.dual_derivative(a, b, degree, C, V1, V2)
+        kdot = Part.unbounded(arccos.NTK_INFINITE) if kdot is None else \
+            Part.closed(f"arc-cosine kernel of degree {degree - 1} (Cho & Saul 2009)", kdot)
+        return Part.closed(method, arccos.dual(a, b, degree, C, V1, V2)), kdot
     return _closed_form(expr), _closed_form(dexpr)
 
 

@@ -87,7 +87,7 @@ class FormulaError(SpecError):
 NAMES = {"x": X, "pi": sp.pi}
 FUNCTIONS = {  # name: (number of arguments, sympy constructor)
     "exp": (1, sp.exp), "sin": (1, sp.sin), "cos": (1, sp.cos), "tanh": (1, sp.tanh),
-    "erf": (1, sp.erf), "sqrt": (1, sp.sqrt), "abs": (1, sp.Abs), "max": (2, sp.Max),
+    "erf": (1, sp.erf), "sqrt": (1, sp.sqrt), "abs": (1, sp.Abs), "sign": (1, sp.sign), "max": (2, sp.Max),
     "sigmoid": (1, sigmoid), "softplus": (1, softplus),
 }
 _TERMINALS = {"NUMBER": "a number", "NAME": "a name", "LPAR": "'('", "RPAR": "')'",
