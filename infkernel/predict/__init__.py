@@ -19,7 +19,8 @@ All solves are in float64 with symmetric solvers: a Cholesky factorization
 ridge value of gradient flow and of ridge selection.
 
 One file per job: checks.py (input checks, the singular-kernel error),
-direct.py (Eigh, checked Cholesky), posterior.py (NNGP posterior, gradient
+direct.py (Eigh, checked Cholesky), precision.py (what a float32
+kernel's rounding does to a solve), posterior.py (NNGP posterior, gradient
 flow), ridge.py (ridge selection), targets.py (one-hot targets),
 regression.py (the :func:`kernel_regression` entry point).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from .checks import SingularKernelError
 from .direct import Eigh
+from .precision import KernelPrecisionError, PrecisionWarning
 from .posterior import GradientFlow, Prediction, gradient_flow, nngp_posterior
 from .regression import Regression, kernel_regression
 from .ridge import RidgeSelection, default_ridges, kfold_errors, loo_errors, select_ridge
@@ -35,7 +37,9 @@ from .targets import one_hot_targets
 __all__ = [
     "Eigh",
     "GradientFlow",
+    "KernelPrecisionError",
     "Prediction",
+    "PrecisionWarning",
     "Regression",
     "RidgeSelection",
     "SingularKernelError",

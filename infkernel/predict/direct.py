@@ -7,6 +7,7 @@ from scipy.linalg import lapack
 
 from ..errors import SpecError
 from .checks import EPS32, _eps, _singular, _square
+from .precision import imprecise
 
 
 class Eigh:
@@ -18,6 +19,10 @@ class Eigh:
     (w <= n * eps * max(w), eps of the kernel's dtype) count as zero; clearly
     negative ones (below -100 n eps max(w), eps at least float32's) mean the
     matrix is not a kernel matrix and raise SpecError.
+
+    A float32 kernel is kept by reference (``source``) so that the solves made
+    from it can estimate what its rounding does to them
+    (:mod:`infkernel.predict.precision`).
     """
 
     def __init__(self, k_train_train):
@@ -35,6 +40,7 @@ class Eigh:
             )
         self.values = np.where(w <= self.tol, 0.0, w)
         self.vectors = v
+        self.source = k_train_train if imprecise(k_train_train) else None
 
     @property
     def n(self) -> int:
@@ -67,6 +73,10 @@ class Eigh:
         positive = lam > 0
         safe = np.where(positive, lam, 1.0)
         return np.where(positive, -np.expm1(-safe * t) / safe, t)
+
+    def apply(self, filt: np.ndarray, vec: np.ndarray) -> np.ndarray:
+        """V diag(filt) V^T vec, for a filter of the eigenvalues (n,) and vec (n, k)."""
+        return self.vectors @ (filt[:, None] * (self.vectors.T @ vec))
 
 
 def _as_eigh(k) -> Eigh:

@@ -7,8 +7,9 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import SpecError
-from .checks import _eps, _matrix, _over_t, _ridge, _square, _targets
+from .checks import _eps, _matrix, _over_t, _ridge, _square, _targets, _times
 from .direct import _as_eigh, _cholesky
+from .precision import imprecise, judge, mean_error, require_nonnegative
 
 
 class Prediction(NamedTuple):
@@ -33,7 +34,12 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ri
 
     `k_test_test` (m, m) gives the covariance, its diagonal (m,) only the
     variances, None neither. Raises SingularKernelError when K(X, X) + ridge I
-    is singular to working precision.
+    is singular to working precision. With float32 kernels the means' error
+    caused by the kernels' own rounding is estimated
+    (:mod:`infkernel.predict.precision`): KernelPrecisionError when it
+    exceeds half the targets' RMS, a PrecisionWarning naming it above 1e-3 of
+    it. Variances below -n eps of the prior scale raise KernelPrecisionError;
+    rounding-level negatives come back as 0.
     """
     k = _square("k_train_train", k_train_train)
     n = k.shape[0]
@@ -41,7 +47,11 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ri
     kx = _matrix("k_test_train", k_test_train, (None, n))
     r = _ridge(ridge)
     c = _cholesky(k, _eps(k_train_train), r)
-    mean = kx @ sla.cho_solve(c, y, check_finite=False)
+    alpha = sla.cho_solve(c, y, check_finite=False)
+    mean = kx @ alpha
+    if imprecise(k_train_train):
+        solve = lambda v: sla.cho_solve(c, v, check_finite=False)  # noqa: E731
+        judge(mean_error(k_train_train, k_test_train, alpha, solve), y, "test means", r)
     mean = mean[:, 0] if vector else mean
     if k_test_test is None:
         return Prediction(mean)
@@ -49,7 +59,25 @@ def nngp_posterior(k_train_train, y_train, k_test_train, k_test_test=None, *, ri
     kxx = _matrix("k_test_test", k_test_test, (m,) * np.ndim(k_test_test))
     w = sla.solve_triangular(c[0], kx.T, lower=True, check_finite=False)  # L^{-1} K(X, x)
     cov = kxx - np.einsum("ij,ij->j", w, w) if kxx.ndim == 1 else kxx - w.T @ w
-    return Prediction(mean, cov)
+    imprecise_kernels = imprecise(k_train_train) or imprecise(k_test_test)
+    return Prediction(mean, _checked_variances(cov, kxx, n, imprecise_kernels))
+
+
+def _checked_variances(cov: np.ndarray, prior: np.ndarray, n: int, imprecise_kernels: bool) -> np.ndarray:
+    """Posterior variances (..., m) or covariances (..., m, m), as the prior `prior` is, with the variances checked.
+
+    See precision.require_nonnegative; the scale is the largest prior variance.
+    """
+    square = prior.ndim == 2
+    var = np.diagonal(cov, axis1=-2, axis2=-1) if square else cov
+    scale = float(np.max(np.abs(np.diagonal(prior) if square else prior), initial=0.0))
+    fixed = require_nonnegative(var, scale, n, imprecise_kernels)
+    if not square:
+        return fixed
+    cov = cov.copy()
+    idx = np.arange(cov.shape[-1])
+    cov[..., idx, idx] = fixed
+    return cov
 
 
 # --------------------------------------------------------------------------- gradient flow
@@ -106,7 +134,21 @@ class GradientFlow:
         """
         kx = _matrix("k_test_train", k_test_train, (None, self.eigh.n))
         f0 = 0.0 if f0_test is None else _targets(f0_test, kx.shape[0])[0]
-        return self._out(f0 + kx @ self.dual_coef(t, f0_train=f0_train))
+        coef = self.dual_coef(t, f0_train=f0_train)
+        if self.eigh.source is not None:
+            self._judge(k_test_train, coef, t)
+        return self._out(f0 + kx @ coef)
+
+    def _judge(self, k_test_train, coef: np.ndarray, t) -> None:
+        """Refuse or warn when the float32 training kernel's rounding moves the test means (precision.judge)."""
+        times = np.atleast_1d(_times(t))
+        coefs = coef if np.ndim(t) else coef[None]
+        src = self.eigh.source
+        err = max(
+            float(np.max(mean_error(src, k_test_train, a, lambda v, s=s: self.eigh.apply(self.eigh.flow_filter(s, self.ridge), v)), initial=0.0))
+            for s, a in zip(times, coefs)
+        )
+        judge(np.array(err), self.y, "test means", self.ridge)
 
     def dual_coef(self, t=np.inf, *, f0_train=None) -> np.ndarray:
         """G_t (Y - f_0(X)), (n, k), or (T, n, k) for an array of t: mean(x) = f_0(x) + Theta(x, X) @ this."""
@@ -143,7 +185,10 @@ class GradientFlow:
             cross = ag @ b.T
             return kxx + ag @ c @ ag.T - cross - cross.T
 
-        return _over_t(t, at)
+        imprecise_kernels = self.eigh.source is not None or any(
+            imprecise(a) for a in (k_test_train, nngp_test_train, nngp_test_test, nngp_train_train)
+        )
+        return _checked_variances(_over_t(t, at), kxx, n, imprecise_kernels)
 
 
 def gradient_flow(

@@ -9,6 +9,7 @@ import scipy.linalg as sla
 from ..errors import SpecError
 from .checks import CHUNK, _targets
 from .direct import Eigh, _as_eigh
+from .precision import PROBES, REFUSE, KernelPrecisionError, probe
 
 
 class RidgeSelection(NamedTuple):
@@ -32,6 +33,34 @@ def _inverse_filters(eigh: Eigh, ridges: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0), eigh.invertible(ridges)
 
 
+def _precise_enough(eigh: Eigh, y: np.ndarray, inv: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """`ok`, less the ridges at which a float32 kernel's rounding could move the held-out residuals by half the targets' RMS.
+
+    The leave-one-out residual of example i is alpha_i / A_ii (A = (K + r I)^{-1},
+    alpha = A Y); a kernel error E changes alpha by -A E alpha to first order, which
+    :func:`infkernel.predict.precision.probe` estimates (random signs, bounded
+    entries; largest over the probes). The same estimate stands for k-fold.
+    Kernels in float64 pass unchanged.
+    """
+    src = eigh.source
+    if src is None or not np.any(ok):
+        return ok
+    v, n, R, k = eigh.vectors, eigh.n, inv.shape[1], y.shape[1]
+    alphas = (v @ ((v.T @ y)[:, None, :] * inv[:, :, None]).reshape(n, -1)).reshape(n, R, k)
+    diag = np.concatenate([(rows * rows) @ inv for rows in np.array_split(v, max(1, -(-n // CHUNK)))])
+    eps = float(np.finfo(np.asarray(src).dtype).eps)
+    d = np.asarray(np.diag(src), dtype=np.float64)
+    rng = np.random.default_rng(0)
+    worst = np.zeros(R)
+    for _ in range(PROBES):
+        moved = v.T @ probe(src, d, d, alphas.reshape(n, -1), rng, eps)
+        d_alpha = (v @ (inv[:, :, None] * moved.reshape(n, R, k)).reshape(n, -1)).reshape(n, R, k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            worst = np.maximum(worst, np.nanmax(np.abs(d_alpha) / diag[:, :, None], axis=(0, 2)))
+    rms = float(np.sqrt(np.mean(y**2))) or 1.0
+    return ok & (worst <= REFUSE * rms)
+
+
 def _ridges(ridges) -> np.ndarray:
     r = np.atleast_1d(np.asarray(ridges, dtype=np.float64))
     if r.ndim != 1 or r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
@@ -45,12 +74,15 @@ def loo_errors(k_train_train, y_train, ridges) -> np.ndarray:
     Closed form (e.g. Rifkin & Lippert 2007, "Notes on regularized least
     squares"): with A = (K + r I)^{-1}, the residual at example i of the model
     fitted without i is (A Y)_i / A_ii. From one eigendecomposition, all
-    ridges cost O(n^2 R). A ridge at which K + r I is singular to working precision gets inf.
+    ridges cost O(n^2 R). A ridge at which K + r I is singular to working precision gets inf,
+    and so does one at which a float32 kernel's rounding could move the held-out
+    residuals by half the targets' RMS (:func:`_precise_enough`).
     """
     eigh = _as_eigh(k_train_train)
     y, _ = _targets(y_train, eigh.n)
     r = _ridges(ridges)
     inv, ok = _inverse_filters(eigh, r)
+    ok = _precise_enough(eigh, y, inv, ok)
     v = eigh.vectors
     ay = (v @ ((v.T @ y)[:, None, :] * inv[:, :, None]).reshape(eigh.n, -1)).reshape(eigh.n, len(r), -1)
     diag = np.concatenate([(rows * rows) @ inv for rows in np.array_split(v, max(1, -(-eigh.n // CHUNK)))])
@@ -80,12 +112,14 @@ def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0) -> np.n
     The held-out residual of fold F is (A_FF)^{-1} (A Y)_F with A = (K + r I)^{-1}
     (the block form of the leave-one-out identity), so one eigendecomposition
     serves all ridges and folds: O(n^3 R / folds) in matrix products. A ridge at
-    which K + r I is singular to working precision gets inf.
+    which K + r I is singular to working precision, or too small for a float32
+    kernel's rounding (:func:`_precise_enough`), gets inf.
     """
     eigh = _as_eigh(k_train_train)
     y, _ = _targets(y_train, eigh.n)
     r = _ridges(ridges)
     inv, ok = _inverse_filters(eigh, r)
+    ok = _precise_enough(eigh, y, inv, ok)
     v, vty = eigh.vectors, eigh.vectors.T @ y
     parts = _folds(eigh.n, folds, seed)
     err = np.full(len(r), np.inf)
@@ -116,4 +150,9 @@ def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", 
         raise SpecError(f"cv must be 'loo' or a number of folds, got {cv!r}")
     if not np.any(np.isfinite(errors)):
         eigh.require_invertible(float(np.max(r)))
+        raise KernelPrecisionError(
+            f"at every candidate ridge (up to {np.max(r):.3g}) the float32 kernel's rounding could move the "
+            "held-out residuals by half the targets' RMS or more",
+            hint="compute the kernels in float64 (dtype='float64'), or offer larger ridges",
+        )
     return RidgeSelection(float(np.max(r[errors == np.min(errors)])), r, errors)

@@ -1,0 +1,147 @@
+"""What a float32 kernel's rounding does to a solve: an error model, a probe, and the verdict (issue 15, fault 2).
+
+A float32 kernel is not exact to float32 rounding. Arc-cosine duals (ReLU and
+its relatives, and the derivative kernels of every NTK) have an infinite slope
+at correlations +-1: with c = 1 - d, arccos(c) ~ sqrt(2 d), so a rounding eps
+of the correlation moves the kernel by up to ~sqrt(2 eps) of its scale, and
+the error carries through the later layers. Measured against float64 on ReLU
+nets of depth 3-10 (1-D grids of 15 and 200 points, random and near-duplicate
+inputs in 10-D): NTK entries whose output correlation is near +-1 are off by
+up to 6.6e-5 of sqrt(K_ii K_jj) (about 0.14 sqrt(2 eps)), up to 17 eps /
+sqrt(1 - c^2) in terms of their own correlation c, and all other entries by
+up to 5.5 eps. The model bounds entry (i, j) by
+
+    e_ij = sqrt(K_ii K_jj) (8 eps + min(sqrt(2 eps), 32 eps / sqrt(1 - c_ij^2)))
+
+(eps of the kernel's dtype): at least 1.4x each measured error, 7x at the cap.
+For test rows K(x, X) without K(x, x) the scale of test point i is taken as
+max_j K_ij^2 / K_jj (<= K_ii by Cauchy-Schwarz, equal at the nearest
+training point).
+
+The error reaches the predictions through the solve: to first order an error
+E of the training kernel changes the dual coefficients alpha = G Y by
+-G E alpha (G = (K + ridge I)^{-1}, or the gradient-flow filter G_t), and an
+error E_x of the test rows adds E_x alpha. :func:`mean_error` draws errors of
+the bounded size with random signs (rounding errors are of both signs) and
+returns the largest change of each prediction over a few draws: on the cases
+above it overestimates the real float32-vs-float64 difference by 15x to
+1000x, never under. Predictions whose estimated error exceeds half the
+targets' root mean square are refused (:class:`KernelPrecisionError`); above
+1e-3 of it they come with a :class:`PrecisionWarning` that names the estimate.
+Kernels in float64 are taken as exact to their rounding (the singular-kernel
+guard of :class:`~infkernel.predict.Eigh`).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from .checks import CHUNK, EPS32, SingularKernelError
+
+FLOOR, SLOPE = 8.0, 32.0  # the model's constants (module docstring)
+REFUSE, WARN = 0.5, 1e-3  # estimated error relative to the targets' RMS
+PROBES = 3
+
+
+class KernelPrecisionError(SingularKernelError):
+    """The kernel's own rounding error (float32) makes the requested solve meaningless."""
+
+
+class PrecisionWarning(UserWarning):
+    """A result computed from float32 kernels is uncertain by the amount the message names."""
+
+
+def imprecise(k) -> bool:
+    """Whether `k` is stored in a precision as coarse as float32 (these get the error model)."""
+    dtype = np.asarray(k).dtype if not hasattr(k, "dtype") else k.dtype
+    return np.issubdtype(dtype, np.floating) and float(np.finfo(dtype).eps) >= EPS32
+
+
+def entry_errors(block: np.ndarray, d_rows: np.ndarray, d_cols: np.ndarray, eps: float) -> np.ndarray:
+    """The bound e_ij of the module docstring for a block of a kernel, given the diagonals of its rows and columns."""
+    scale = np.sqrt(np.maximum(np.outer(d_rows, d_cols), 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = np.where(scale > 0, np.abs(block) / scale, 0.0)
+    gap = np.maximum(1.0 - np.minimum(c, 1.0) ** 2, 1e-300)
+    return scale * (FLOOR * eps + np.minimum(np.sqrt(2 * eps), SLOPE * eps / np.sqrt(gap)))
+
+
+def diagonal_of_test_rows(k_test_train: np.ndarray, d_train: np.ndarray) -> np.ndarray:
+    """max_j K_ij^2 / K_jj: a lower bound of K(x_i, x_i), exact at a training point."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d_train > 0, np.asarray(k_test_train, dtype=np.float64) ** 2 / d_train, 0.0)
+    return np.max(ratio, axis=1, initial=0.0)
+
+
+def probe(k, d_rows: np.ndarray, d_cols: np.ndarray, vec: np.ndarray, rng, eps: float) -> np.ndarray:
+    """E' @ vec for a random error E' of entries +-e_ij (signs from rng), over row blocks of k."""
+    out = np.empty((k.shape[0], vec.shape[1]))
+    for lo in range(0, k.shape[0], CHUNK):
+        block = np.asarray(k[lo : lo + CHUNK], dtype=np.float64)
+        e = entry_errors(block, d_rows[lo : lo + CHUNK], d_cols, eps)
+        out[lo : lo + CHUNK] = (e * rng.choice((-1.0, 1.0), size=e.shape)) @ vec
+    return out
+
+
+def mean_error(
+    k_train, k_test_train, alpha: np.ndarray, apply_g: Callable[[np.ndarray], np.ndarray], seed: int = 0
+) -> np.ndarray:
+    """Estimated error (m, k) of the test means K(x, X) alpha caused by the kernels' rounding.
+
+    k_train (n, n) and k_test_train (m, n) as given (float32); alpha (n, k) the
+    dual coefficients; apply_g(v) applies the solve's G to v (n, k).
+    """
+    eps = max(EPS32, float(np.finfo(np.asarray(k_train).dtype).eps))
+    d = np.asarray(np.diag(k_train), dtype=np.float64)
+    dx = diagonal_of_test_rows(k_test_train, d)
+    kx = np.asarray(k_test_train, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    worst = np.zeros((kx.shape[0], alpha.shape[1]))
+    for _ in range(PROBES):
+        d_alpha = apply_g(probe(k_train, d, d, alpha, rng, eps))
+        change = probe(k_test_train, dx, d, alpha, rng, eps) - kx @ d_alpha
+        worst = np.maximum(worst, np.abs(change))
+    return worst
+
+
+def dual_error(k_train, alpha: np.ndarray, apply_g: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> float:
+    """Estimated relative error ||G E alpha|| / ||alpha|| of the dual coefficients (largest over the probes)."""
+    eps = max(EPS32, float(np.finfo(np.asarray(k_train).dtype).eps))
+    d = np.asarray(np.diag(k_train), dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    size = max(float(np.linalg.norm(alpha)), np.finfo(np.float64).tiny)
+    return max(float(np.linalg.norm(apply_g(probe(k_train, d, d, alpha, rng, eps)))) / size for _ in range(PROBES))
+
+
+def judge(error: np.ndarray, y: np.ndarray, what: str, ridge: float) -> None:
+    """Refuse (KernelPrecisionError) or warn (PrecisionWarning) by the estimated error against the targets' RMS."""
+    worst = float(np.max(error, initial=0.0))
+    rms = float(np.sqrt(np.mean(np.square(y)))) if np.size(y) else 0.0
+    scale = rms if rms > 0 else 1.0
+    said = (
+        f"the float32 kernels' rounding (up to ~{np.sqrt(2 * EPS32):.1g} of their scale where inputs correlate "
+        f"near +-1) moves the {what} by up to {worst:.3g} (estimated), against targets of RMS {rms:.3g}"
+    )
+    if worst > REFUSE * scale:
+        raise KernelPrecisionError(
+            said, hint=f"compute the kernels in float64 (dtype='float64'), or use a ridge well above {ridge:.3g}"
+        )
+    if worst > WARN * scale:
+        warnings.warn(PrecisionWarning(said + "; float64 kernels give exact results"), stacklevel=3)
+
+
+def require_nonnegative(var: np.ndarray, scale: float, n: int, imprecise_kernels: bool) -> np.ndarray:
+    """Variances with rounding-level negatives (>= -n eps64 scale) set to 0; clearly negative ones raise."""
+    tol = max(n, 1) * float(np.finfo(np.float64).eps) * max(scale, 0.0)
+    low = float(np.min(var, initial=0.0))
+    if low < -tol:
+        cause = (
+            "the float32 kernels' rounding" if imprecise_kernels else "a kernel that is not positive semi-definite"
+        )
+        raise KernelPrecisionError(
+            f"posterior variance {low:.3g} < 0 (prior scale {scale:.3g}): {cause} exceeds what the solve can absorb",
+            hint="compute the kernels in float64, or use a larger ridge",
+        )
+    return np.maximum(var, 0.0)
