@@ -7,7 +7,7 @@ in a small text language, compiled to jitted JAX.
 """
 from .errors import SpecError, Where
 from .graph import Graph, Node, Parallel, Repeat, Residual, build, op, serial
-from .kernel import Kernel, KernelFn, compile
+from .kernel import Kernel, KernelFn, compile, open_kernel
 from .lang import parse
 from .ops import (REGISTRY, Abrelu, Avgpool, Concat, Conv, Dense, Erf, Flatten, Gap, Gelu, Identity, Input,
                   Layernorm, LeakyRelu, Relu, Shape, Sin, Sum)
@@ -28,6 +28,6 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["SpecError", "Where", "Graph", "Node", "Parallel", "Repeat", "Residual", "build", "op", "serial",
-           "Kernel", "KernelFn", "compile", "parse", "REGISTRY", "Abrelu", "Avgpool", "Concat", "Conv", "Dense",
+           "Kernel", "KernelFn", "compile", "open_kernel", "parse", "REGISTRY", "Abrelu", "Avgpool", "Concat", "Conv", "Dense",
            "Erf", "Flatten", "Gap", "Gelu", "Identity", "Input", "Layernorm", "LeakyRelu", "Relu", "Shape", "Sin",
            "Sum"]

@@ -11,6 +11,7 @@ from .errors import SpecError
 COMMANDS = {
     "check": "print the layer graph of a spec, or the error in it",
     "kernel": "compute the NNGP and NTK of a spec on inputs",
+    "status": "how far a kernel store (K.zarr) has got, and whether it is complete",
     "explain": "print the recursion a spec compiles to",
     "mc": "compare analytic kernels with Monte Carlo estimates from finite networks",
     "fit": "kernel regression with a spec's kernel on a dataset",

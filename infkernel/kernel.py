@@ -9,6 +9,7 @@ import numpy as np
 
 from .compiler import Program
 from .engine import Engine
+from .engine.tiled import compute_tiled, is_store
 from .errors import SpecError
 from .graph import Graph
 
@@ -75,9 +76,11 @@ class KernelFn:
         self.graph = graph
         self.program = Program(graph)
         self.engine = Engine(self.program)
+        self.last_run: dict | None = None
 
     def __call__(self, x1, x2=None, get=KINDS, dtype: str = "float32", batch_size: int | None = None,
-                 memory=None, progress: bool | None = None, out=None) -> Kernel:
+                 memory=None, progress: bool | None = None, out=None, scheduler=None,
+                 workers: int | None = None) -> Kernel:
         """K(x1, x2), or K(x1, x1) when x2 is None or x1 itself (then only the
         upper triangle is computed and mirrored).
 
@@ -93,12 +96,26 @@ class KernelFn:
             K.nngp.npy and K.ntk.npy while they are computed, so they may be
             larger than RAM; the returned arrays are those memmaps. The files
             are written as K.<kind>.npy.partial and renamed when complete.
+            "K.zarr": a resumable Zarr store (arrays nngp, ntk; one chunk per
+            tile; see `infkernel.engine.zarr_store`): tiles already done there
+            are skipped; a store of another spec, input, dtype or kinds raises
+            SpecError. The returned arrays are the store's zarr arrays.
+        scheduler: a Dask scheduler address "tcp://HOST:PORT" (or a
+            distributed.Client): the tiles run as tasks on that cluster.
+        workers: start a local Dask cluster of this many processes (127.0.0.1).
+            With either, or with a Zarr `out`, the work is cut into square tiles
+            (`infkernel.engine.tiles`), identical bit for bit in every runner.
+        `self.last_run` then says {"computed", "skipped", "total"} tiles.
         """
         get = check_get(get)
         dims = self.graph.input_shape
         symmetric = x2 is None or x2 is x1
         x1 = check_inputs(x1, dims, "x1")
         x2 = None if symmetric else check_inputs(x2, dims, "x2")
+        if scheduler is not None or workers is not None or is_store(out):
+            arrays, self.last_run = compute_tiled(self.engine, self.graph, x1, x2, get, check_dtype(dtype),
+                                                  batch_size, memory, progress, out, scheduler, workers)
+            return Kernel(arrays.get("nngp"), arrays.get("ntk"))
         nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
                                         kinds=get)
         return Kernel(nngp if "nngp" in get else None, ntk)
@@ -112,3 +129,18 @@ def compile(spec, **overrides) -> KernelFn:  # noqa: A001 - the library's verb
 
     `overrides` replace `let` values of the spec, e.g. compile(path, depth=3)."""
     return KernelFn(as_graph(spec, **overrides))
+
+
+def check_dtype(dtype: str) -> str:
+    if dtype not in ("float32", "float64"):
+        raise SpecError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dtype
+
+
+def open_kernel(path, partial: bool = False) -> Kernel:
+    """The kernels of a Zarr store written by `KernelFn(..., out="K.zarr")`, as
+    numpy arrays. An unfinished store raises IncompleteKernelError (a SpecError)
+    unless `partial=True`; then the chunks not done read NaN."""
+    from .engine.zarr_store import load
+    arrays = load(path, partial)
+    return Kernel(arrays.get("nngp"), arrays.get("ntk"))

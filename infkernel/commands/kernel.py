@@ -1,10 +1,15 @@
-"""`infkernel kernel SPEC [--x1 X1.npy] [--x2 X2.npy] [--out K.npz]`: compute the
-NNGP and NTK of a spec on inputs and write them.
+"""`infkernel kernel SPEC [--x1 X1.npy] [--x2 X2.npy] [--out K.npz|K.npy|K.zarr]
+[--workers N | --scheduler tcp://HOST:PORT]`: compute the NNGP and NTK of a spec
+on inputs and write them.
 
 `--out K.npz` writes both kernels into one npz (computed in memory);
 `--out K.npy` streams them into memory-mapped K.nngp.npy and K.ntk.npy while
 they are computed, so a kernel larger than RAM can be written (under the
-names K.<kind>.npy.partial, renamed only when complete). Without --x1
+names K.<kind>.npy.partial, renamed only when complete). `--out K.zarr` writes a
+resumable Zarr store, one chunk per tile: run the same command again after an
+interruption and only the chunks not done are computed (`infkernel status
+K.zarr` shows how far it got). `--workers N` runs the tiles on a local Dask
+cluster of N processes, `--scheduler` on a running one. Without --x1
 the spec runs on a small bundled example that fits its input: scikit-learn's
 digits (8x8x1 or 64 inputs), seeded random inputs otherwise.
 """
@@ -28,15 +33,19 @@ def add_arguments(parser) -> None:
     add_spec_arguments(parser)
     parser.add_argument("--x1", metavar="X1.npy", help="inputs, shape (n, *input); default: a bundled example")
     parser.add_argument("--x2", metavar="X2.npy", help="second inputs (default: K(x1, x1), upper triangle only)")
-    parser.add_argument("--out", default="kernel.npz", metavar="K.npz|K.npy",
-                        help="K.npz: one file, in memory; K.npy: memory-mapped K.nngp.npy, K.ntk.npy "
-                             "(default kernel.npz)")
+    parser.add_argument("--out", default="kernel.npz", metavar="K.npz|K.npy|K.zarr",
+                        help="K.npz: one file, in memory; K.npy: memory-mapped K.nngp.npy, K.ntk.npy; "
+                             "K.zarr: a resumable Zarr store (default kernel.npz)")
     parser.add_argument("--get", default="nngp,ntk", metavar="nngp,ntk", help="kernels to compute")
     parser.add_argument("--x64", action="store_true", help="compute in float64")
     parser.add_argument("--memory", default=None, help="working-memory budget, e.g. 2GB (default: from free memory)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="examples per tile side instead of the budget")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the tiles on this Dask cluster")
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="run the tiles on a local Dask cluster of N worker processes (127.0.0.1)")
 
 
 def load_array(path: str, name: str) -> np.ndarray:
@@ -71,12 +80,15 @@ def run(args) -> int:
     from ..kernel import check_get, compile as compile_spec
     get = check_get(tuple(g.strip() for g in args.get.split(",") if g.strip()))
     out = Path(args.out)
-    if out.suffix not in (".npz", ".npy"):
-        raise SpecError(f"--out must end in .npz (one file, in memory) or .npy (memory-mapped), got {args.out}")
+    if out.suffix not in (".npz", ".npy", ".zarr"):
+        raise SpecError("--out must end in .npz (one file, in memory), .npy (memory-mapped) or .zarr "
+                        f"(a resumable store), got {args.out}")
     if not out.parent.exists():
         raise SpecError(f"--out: folder {out.parent} does not exist")
     if args.batch_size is not None and args.batch_size < 1:
         raise SpecError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.workers is not None and args.workers < 1:
+        raise SpecError(f"--workers must be positive, got {args.workers}")
     kfn = compile_spec(args.spec, **overrides(args))
     shape = tuple(kfn.graph.input_shape)
     if args.x1:
@@ -89,10 +101,13 @@ def run(args) -> int:
     started = time.perf_counter()
     k = kfn(x1, x2, get=get, dtype="float64" if args.x64 else "float32", batch_size=args.batch_size,
             memory=args.memory, progress=False if args.quiet else None,
-            out=out if out.suffix == ".npy" else None)
+            out=out if out.suffix in (".npy", ".zarr") else None, scheduler=args.scheduler, workers=args.workers)
     if out.suffix == ".npz":
         np.savez(out, **{kind: getattr(k, kind) for kind in get})
         written = str(out)
+    elif out.suffix == ".zarr":
+        run = kfn.last_run
+        written = f"{out} ({run['computed']} of {run['total']} chunks computed, {run['skipped']} already done)"
     else:
         from ..engine import output_paths
         written = ", ".join(str(p) for p in output_paths(out, get).values())

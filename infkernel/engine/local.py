@@ -44,6 +44,14 @@ class Engine:
         self.cross_fn = None  # the jitted cross function of the last computation
         self.layout: Layout | None = None  # of the last computation
         self.self_layout: Layout | None = None
+        self._tile_kernels: dict = {}
+
+    def tile_kernel(self, plan):
+        """The `tiles.TileKernel` of this program under `plan`, kept across calls."""
+        if plan not in self._tile_kernels:
+            from .tiles import TileKernel
+            self._tile_kernels[plan] = TileKernel(self.program, plan)
+        return self._tile_kernels[plan]
 
     # -- the two passes ---------------------------------------------------------
     def variances(self, x: np.ndarray, jdtype, budget: int, batch_size=None, mesh=None, need_ntk=False):
