@@ -64,8 +64,18 @@ def tile_task(key: str, graph, plan: TilePlan, tile, xr, xc, diagonal: bool, sto
     return tile, None
 
 
+def _distributed():
+    try:
+        import distributed  # optional: only the Dask runner needs it
+    except ModuleNotFoundError:
+        from ..errors import SpecError
+        raise SpecError("scheduler= and workers= need dask.distributed",
+                        hint="pip install 'infkernel[dask]'") from None
+    return distributed
+
+
 def _client(stack: contextlib.ExitStack, scheduler, workers):
-    from dask.distributed import Client, LocalCluster
+    Client, LocalCluster = _distributed().Client, _distributed().LocalCluster
     if isinstance(scheduler, Client):
         return scheduler
     if scheduler is not None:
@@ -92,7 +102,7 @@ def workers_see(client, folder) -> bool:
 
 def run_dask(graph, store, x1, x2, todo, bar, scheduler=None, workers=None) -> None:
     """Computes the tiles `todo` on a Dask cluster into `store`, updating `bar`."""
-    from dask.distributed import as_completed
+    as_completed = _distributed().as_completed
     plan = store.plan
     key = program_key(graph, plan)
     with contextlib.ExitStack() as stack:

@@ -38,7 +38,10 @@ class IncompleteKernelError(SpecError):
 
 
 def _zarr():
-    import zarr  # optional: only a Zarr store needs it
+    try:
+        import zarr  # optional: only a Zarr store needs it
+    except ModuleNotFoundError:
+        raise SpecError("a .zarr output needs the zarr package", hint="pip install 'infkernel[zarr]'") from None
     return zarr
 
 
