@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .datasets import reshape_for
 from .errors import SpecError
-from .predict import Eigh, GradientFlow, one_hot_targets, select_ridge
+from .predict import Eigh, GradientFlow, classes_and_targets, select_ridge
 
 __all__ = ["CACHE", "DEFAULT_SPEC", "KernelCache", "KernelClassifier", "KernelRegressor", "fingerprint", "spec_lets"]
 
@@ -170,16 +170,17 @@ class _KernelModel(BaseEstimator):
         text, lets = self._spec_key(math.prod(x1.shape[1:]))
         return (text, lets, self.dtype, fingerprint(x1), None if x2 is None else fingerprint(x2))
 
-    def _kernel(self, x1: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
-        """K(x1, x2) of self.kernel's kind, from the cache or computed (with the NNGP alongside an NTK)."""
+    def _kernel(self, x1: np.ndarray, x2: np.ndarray | None = None, kind: str | None = None) -> np.ndarray:
+        """K(x1, x2) of `kind` (default self.kernel), from the cache or computed (with the NNGP alongside an NTK)."""
+        kind = kind or self.kernel
         base = self._key(x1, x2)
         text, lets = base[:2]
-        found = CACHE.get(base + (self.kernel,))
+        found = CACHE.get(base + (kind,))
         if found is not None:
             return found
         kfn = _compiled(text, lets)
         shape = tuple(kfn.graph.input_shape)
-        get = ("nngp",) if self.kernel == "nngp" else KINDS
+        get = ("nngp",) if kind == "nngp" else KINDS
         k = kfn(
             reshape_for(x1, shape),
             None if x2 is None else reshape_for(x2, shape),
@@ -188,9 +189,13 @@ class _KernelModel(BaseEstimator):
             batch_size=self.batch_size,
             progress=self.progress,
         )
-        for kind in get:
-            CACHE.put(base + (kind,), getattr(k, kind))
-        return getattr(k, self.kernel)
+        for each in get:
+            CACHE.put(base + (each,), getattr(k, each))
+        return getattr(k, kind)
+
+    def _nngp_diagonal(self, X: np.ndarray, block: int = 64) -> np.ndarray:
+        """NNGP K(x, x) for each row of X, from kernels of blocks of `block` rows (m * block pairs)."""
+        return np.concatenate([np.diag(self._kernel(X[lo : lo + block], kind="nngp")) for lo in range(0, len(X), block)])
 
     def _eigh(self, x: np.ndarray) -> Eigh:
         key = self._key(x) + (self.kernel, "eigh")
@@ -254,9 +259,31 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         X, y = validate_data(self, X, y, allow_nd=True, multi_output=True, y_numeric=True)
         return self._fit_targets(X, np.asarray(y, dtype=np.float64))
 
-    def predict(self, X) -> np.ndarray:
-        """The mean prediction over initializations at time t."""
-        return self._mean(X)
+    def predict(self, X, return_std: bool = False):
+        """The mean prediction over initializations at time t, (m,) or (m, k).
+
+        return_std=True (scikit-learn's Gaussian-process convention) also
+        returns the standard deviation of the prediction over random
+        initializations of the infinitely wide network, (m,) or (m, k) (one
+        covariance shared by all outputs): the square root of the diagonal of
+        Sigma_t of :class:`infkernel.predict.GradientFlow` (Lee et al. 2019,
+        Sec. 2.3), which for kernel="nngp", t = inf and ridge 0 is the NNGP
+        posterior's. It does not include the ridge as observation noise. It
+        costs the NNGP of X against itself in blocks of 64 rows.
+        """
+        mean = self._mean(X)
+        if not return_std:
+            return mean
+        X = validate_data(self, X, reset=False, allow_nd=True)
+        var = self.flow_.cov(
+            self._kernel(X, self.X_fit_),
+            self._kernel(X, self.X_fit_, kind="nngp"),
+            self._nngp_diagonal(X),
+            self._kernel(self.X_fit_, kind="nngp"),
+            float(self.t),
+        )
+        std = np.sqrt(var)
+        return mean, (std if mean.ndim == 1 else np.repeat(std[:, None], mean.shape[1], axis=1))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -268,7 +295,7 @@ class KernelClassifier(ClassifierMixin, _KernelModel):
     """Classification by regression on centred one-hot targets with a spec's NNGP or NTK.
 
     The targets are one-hot vectors minus 1/n_classes
-    (:func:`infkernel.predict.one_hot_targets`); the predicted class is the
+    (:func:`infkernel.predict.classes_and_targets`); the predicted class is the
     argmax of the mean output. Parameters as for :class:`KernelRegressor`.
 
     Attributes: classes_, ridge_, flow_, X_fit_, n_features_in_.
@@ -277,7 +304,7 @@ class KernelClassifier(ClassifierMixin, _KernelModel):
     def fit(self, X, y):
         X, y = validate_data(self, X, y, allow_nd=True)
         check_classification_targets(y)
-        self.classes_, targets = one_hot_targets(y)
+        self.classes_, targets = classes_and_targets(y)
         return self._fit_targets(X, targets)
 
     def decision_function(self, X) -> np.ndarray:

@@ -357,7 +357,31 @@ def test_kernel_regression_with_auto_ridge_uses_the_loo_minimum():
         P.kernel_regression(k, y, kx, ridge="best")
 
 
-def test_one_hot_targets():
-    classes, targets = P.one_hot_targets(np.array(["b", "a", "c", "a"]))
+def test_classes_and_targets():
+    classes, targets = P.classes_and_targets(np.array(["b", "a", "c", "a"]))
     assert list(classes) == ["a", "b", "c"]
     np.testing.assert_allclose(targets, np.eye(3)[[1, 0, 2, 0]] - 1 / 3)
+    with pytest.warns(DeprecationWarning, match="classes_and_targets"):
+        old = P.one_hot_targets(np.array(["b", "a", "c", "a"]))
+    np.testing.assert_array_equal(old[1], targets)
+    with pytest.raises(SpecError, match="1-D"):
+        P.classes_and_targets(np.zeros((4, 2)))
+
+
+def test_the_classes_targets_pair_passed_as_targets_is_a_clear_error():
+    (k, kx, _), _, _ = problem(n=4)
+    pair = P.classes_and_targets([0, 1, 2, 0])
+    calls = [
+        lambda: P.nngp_posterior(k, pair, kx, ridge=0.1),
+        lambda: P.gradient_flow(k, pair, kx, ridge=0.1),
+        lambda: P.kernel_regression(k, pair, kx),
+        lambda: P.select_ridge(k, pair),
+        lambda: P.loo_errors(k, pair, [0.1]),
+        lambda: P.kfold_errors(k, pair, [0.1], folds=2),
+    ]
+    for call in calls:
+        with pytest.raises(SpecError, match="second element"):
+            call()
+    for bad, match in (([[1, 2], [3]], "numbers of shape"), (np.ones((4, 2, 2)), r"expected \(4,\) or \(4, k\)")):
+        with pytest.raises(SpecError, match=match):
+            P.gradient_flow(k, bad, kx, ridge=0.1)

@@ -63,6 +63,30 @@ def test_infinite_time_regression_is_kernel_ridge_on_the_compiled_kernel(kind):
     assert est.ridge_ == 0.05
 
 
+@pytest.mark.parametrize("kind, t", [("nngp", np.inf), ("ntk", 2.0)])
+def test_regressor_returns_std_like_a_gaussian_process(kind, t):
+    """predict(X, return_std=True): the dense ensemble covariance of Lee et al. 2019, Sec. 2.3."""
+    import scipy.linalg as sla
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 4)), rng.normal(size=(30, 2))
+    ridge = 0.0 if np.isinf(t) else 0.05
+    est = KernelRegressor(kernel=kind, t=t, ridge=ridge, dtype="float64", batch_size=BATCH).fit(x[:24], y[:24])
+    mean, std = est.predict(x[24:], return_std=True)
+    np.testing.assert_array_equal(mean, est.predict(x[24:]))
+    theta, theta_x = kernel_matrix(x[:24], kind=kind), kernel_matrix(x[24:], x[:24], kind=kind)
+    k, kx, kxx = kernel_matrix(x[:24], kind="nngp"), kernel_matrix(x[24:], x[:24], kind="nngp"), kernel_matrix(x[24:], kind="nngp")
+    a = theta + ridge * np.eye(24)
+    g = np.linalg.inv(a) if np.isinf(t) else np.linalg.solve(a, np.eye(24) - sla.expm(-a * t))
+    cov = kxx + theta_x @ g @ k @ g @ theta_x.T - theta_x @ g @ kx.T - kx @ g @ theta_x.T
+    assert std.shape == (6, 2)
+    np.testing.assert_allclose(std[:, 1], np.sqrt(np.maximum(np.diag(cov), 0)), rtol=1e-6, atol=1e-7)
+    if kind == "nngp":  # t = inf, no ridge: the NNGP posterior
+        np.testing.assert_allclose(std[:, 0] ** 2, np.diag(kxx - kx @ np.linalg.solve(k, kx.T)), rtol=1e-6, atol=1e-9)
+    _, std1 = est.fit(x[:24], y[:24, 0]).predict(x[24:], return_std=True)
+    assert std1.shape == (6,)
+
+
 def test_lets_change_the_kernel():
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(25, 3)), rng.normal(size=25)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import PREPROCESSORS, load, preprocess, reshape_for, subset
 from ..errors import SpecError
-from ..predict import kernel_regression, one_hot_targets
+from ..predict import classes_and_targets, kernel_regression
 from . import add_spec_arguments, overrides
 
 
@@ -105,7 +105,7 @@ def run(args) -> int:
     print(f"kernel    {args.kernel}, {args.dtype}: {kernel_s:.2f} s")
 
     start = time.perf_counter()
-    class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
+    class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
     how = "Cholesky" if ridge != "auto" and math.isinf(t) else "eigendecomposition"
     _say(f"solve: {how} of the {len(k_train)}x{len(k_train)} training kernel")
     mean, ridge = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed)

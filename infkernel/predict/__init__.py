@@ -32,7 +32,7 @@ from .precision import KernelPrecisionError, PrecisionWarning
 from .posterior import GradientFlow, Prediction, gradient_flow, nngp_posterior
 from .regression import Regression, kernel_regression
 from .ridge import RidgeSelection, default_ridges, kfold_errors, loo_errors, select_ridge
-from .targets import one_hot_targets
+from .targets import classes_and_targets, one_hot_targets
 
 __all__ = [
     "Eigh",
@@ -43,6 +43,7 @@ __all__ = [
     "Regression",
     "RidgeSelection",
     "SingularKernelError",
+    "classes_and_targets",
     "default_ridges",
     "gradient_flow",
     "kernel_regression",

@@ -53,13 +53,22 @@ def _require_symmetric(name: str, a: np.ndarray, eps: float) -> None:
             raise SpecError(f"{name} is not symmetric (entries differ from their transposes by up to {gap:.3g})")
 
 
-def _targets(y, n: int) -> tuple[np.ndarray, bool]:
-    """Targets as (n, k) float64, and whether they came as a vector."""
-    y = np.asarray(y, dtype=np.float64)
+def _targets(y, n: int, name: str = "y_train") -> tuple[np.ndarray, bool]:
+    """Targets as (n, k) float64, and whether they came as a vector; SpecError naming the expected shape otherwise."""
+    if isinstance(y, tuple) and len(y) == 2 and np.ndim(y[1]) == 2 and np.ndim(y[0]) == 1:
+        raise SpecError(
+            f"{name} is a pair (classes {np.shape(y[0])}, targets {np.shape(y[1])}), as classes_and_targets "
+            "returns; pass its second element as the targets",
+            hint="classes, targets = predict.classes_and_targets(labels)",
+        )
+    try:
+        y = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{name} must be numbers of shape ({n},) or ({n}, k): {e}") from None
     if y.ndim not in (1, 2) or y.shape[0] != n:
-        raise SpecError(f"y_train has shape {y.shape}, expected ({n},) or ({n}, k) to match the kernel")
+        raise SpecError(f"{name} has shape {y.shape}, expected ({n},) or ({n}, k) to match the kernel")
     if not np.all(np.isfinite(y)):
-        raise SpecError("y_train contains NaN or infinite values")
+        raise SpecError(f"{name} contains NaN or infinite values")
     return y.reshape(n, -1), y.ndim == 1
 
 
