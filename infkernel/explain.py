@@ -56,9 +56,14 @@ def explain(graph: Graph, latex: bool = False) -> str:
 def _steps(program: Program, steps, lines: list, latex: bool, indent: str) -> None:
     for step in steps:
         if isinstance(step, Scan):
-            lines.append(f"{indent}repeat x{step.length} (one lax.scan; each iteration reads the previous "
-                         f"one's output in place of node {step.entry}):")
+            first, last = step.key, step.final
+            lines.append(f"{indent}repeat x{step.length} (nodes {first}-{last}, one lax.scan; the first iteration "
+                         f"is shown, each later one reads the previous one's output in place of node {step.entry}):")
             _steps(program, step.body, lines, latex, indent + "    ")
+            if step.length > 1:
+                later = "iteration 2" if step.length == 2 else f"iterations 2-{step.length}"
+                lines.append(f"{indent}    ({later}: nodes {step.out + 1}-{last}, the same rules; "
+                             f"node {last} is the last iteration's output)")
             continue
         _node(program, program.graph.nodes[step], lines, latex, indent)
 

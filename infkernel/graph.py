@@ -114,8 +114,10 @@ class Graph:
             for depth, (group, _) in enumerate(n.scope):
                 if group not in shown_groups:
                     shown_groups.add(group)
+                    members = [m.id for m in self.nodes if any(g == group for g, _ in m.scope)]
                     count = 1 + max(it for m in self.nodes for g, it in m.scope if g == group)
-                    rows.append(("", "  " * depth + f"repeat x{count}:", "", "", ""))
+                    shown = f"nodes {min(members)}-{max(members)}, the first iteration shown"
+                    rows.append(("", "  " * depth + f"repeat x{count}:", f"({shown})", "", ""))
             indent = "  " * len(n.scope)
             rows.append((str(n.id), indent + n.op.name, n.op.args_text(),
                          ",".join(map(str, n.inputs)), str(n.shape)))

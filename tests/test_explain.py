@@ -74,7 +74,7 @@ def test_printed_recursion_evaluates_to_the_compiled_kernel():
 def test_explain_text_and_latex_name_every_node_and_path():
     graph = ik.parse(open("specs/resnet_conv.ik").read())
     text, latex = explain(graph), explain(graph, latex=True)
-    assert "repeat x2 (one lax.scan" in text
+    assert "repeat x2 (nodes 2-11, one lax.scan" in text
     assert "Cho & Saul 2009" in text and "acos" in text and "mean_pairs" in text
     assert "\\operatorname{acos}" in latex and "&=" in latex
     shown = {int(line.split()[1].rstrip(":")) for line in text.splitlines() if line.strip().startswith("node")}
