@@ -124,6 +124,31 @@ def test_npy_output_appears_only_when_complete(kfns, name, tmp_path, monkeypatch
     assert not any(p.name.startswith("new") for p in tmp_path.iterdir())
 
 
+def test_same_position_programs_go_in_cache_sized_tiles_and_agree_with_the_pair_stream():
+    # Flatten needs no pairs of positions: square tiles (variances shared by a
+    # row or column). The pair stream, the other way of cutting the same work,
+    # is the oracle; float64 makes any tiling mistake stand out.
+    kfn = ik.compile("input 6x6x2\nconv 3x3 same w_std=1.4 b_std=0.1\nrelu\nflatten\ndense\n")
+    assert not engine.uses_pairs(kfn.program) and engine.uses_pairs(ik.compile(SPECS["gap"]).program)
+    x = np.random.default_rng(0).standard_normal((7, 6, 6, 2))
+    tiles = kfn(x, dtype="float64", progress=False, memory="64MB")
+    assert kfn.engine.layout.mode == "blocks"
+    kfn.engine.pairs = True
+    stream = kfn(x, dtype="float64", progress=False, memory="64MB")
+    assert kfn.engine.layout.mode == "pairs"
+    for a, b in zip(tiles, stream):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
+def test_tile_side_keeps_a_tile_of_covariances_within_the_cache_budget():
+    # 32x32 positions in float32: 16 x 16 x 1024 x 4 bytes = 1 MiB per array.
+    assert engine.plan.tile_side(256, 1, 1024, 4) == 16
+    assert engine.plan.tile_side(100, 1, 1024, 4) == 15  # 7 even tiles, not 6 of 16 and a 4
+    assert engine.plan.tile_side(9, 2, 1024, 4) == 10  # small: one tile, a multiple of the devices
+    layout = engine.plan_blocks(256, 256, True, 1, 2**30, 12 * 4096, 4, 1e-4, None, entry_max=1024)
+    assert (layout.per_call, layout.inner) == (16, 16)
+
+
 def test_pair_stream_covers_each_pair_once():
     for n1, n2, sym in ((7, 7, True), (5, 9, False), (300, 300, True)):
         pairs = [(a, b) for ia, ib in engine.pair_stream(n1, n2, sym, 37, block=64) for a, b in zip(ia, ib)]

@@ -1,8 +1,8 @@
 """The in-process runner: computes K(x1, x2) in this process, on every local
 JAX device, into arrays in memory or memory-mapped .npy files.
 
-The work is cut as `plan` says (a stream of input pairs for networks with
-spatial axes, square tiles otherwise; only the upper triangle when x2 is x1,
+The work is cut as `plan` says (a stream of input pairs for networks that
+hold covariances of pairs of positions, square tiles otherwise; only the upper triangle when x2 is x1,
 the diagonal from the self pass). Sizes come from the memory budget or an
 explicit `batch_size`; `Calls.compiled` checks the estimate against XLA's own
 buffer sizes and shrinks it if it was too optimistic. Every call has the same
@@ -222,7 +222,7 @@ class Engine:
         devices = mesh.devices.size
         per_pair = pair_bytes(self.program, itemsize)
         plan = plan_blocks(n1, n2, symmetric, devices, budget, per_pair, itemsize,
-                           pair_seconds(self.program), batch_size)
+                           pair_seconds(self.program), batch_size, max(node_entries(self.program)))
         side = plan.per_call
 
         def args(inner):

@@ -3,9 +3,14 @@ sizes and a memory budget. Pure arithmetic on shapes; nothing here runs JAX.
 
 Two ways of cutting K(x1, x2), chosen from the program:
 
-- **pairs** (networks with spatial axes): a stream of input pairs (a, b),
-  cut into calls of P pairs, `inner` pairs at a time inside a call;
-- **blocks** (networks without spatial axes): square tiles of b x b examples.
+- **pairs** (networks holding covariances of pairs of positions, for
+  pooling): a stream of input pairs (a, b), cut into calls of P pairs,
+  `inner` pairs at a time inside a call;
+- **blocks** (every other network: vectors, and spatial networks that only
+  need same-position covariances, like a CNN read out by flatten): square
+  tiles of b x b examples. With spatial axes, b is the largest side whose
+  covariance arrays (b^2 prod(S) entries) stay within FAST_BYTES, so that a
+  tile goes through all the layers while it is in cache.
 """
 from __future__ import annotations
 
@@ -71,7 +76,23 @@ class Layout:
 
 
 def uses_pairs(program) -> bool:
-    return bool(program.graph.nodes[0].shape.rank)
+    """Stream input pairs only when some node holds covariances of pairs of
+    positions (prod(S)^2 entries per input pair). Same-position programs go in
+    square tiles: their per-example variances are shared by a tile's row or
+    column instead of gathered for every pair, and a 16 x 16 tile of 32x32
+    positions fits the caches (4-6x less CPU time than the pair stream on
+    cnn-flatten; docs/performance.md)."""
+    return any(program.layout[n.id] == PAIRS and n.shape.rank for n in program.graph.nodes)
+
+
+def tile_side(top: int, devices: int, entry_max: int, itemsize: int) -> int:
+    """Side of square tiles over `top` examples whose covariance arrays of
+    `entry_max` entries per pair stay within FAST_BYTES (a multiple of the
+    device count, the tiles as even as possible)."""
+    cap = max(1, math.isqrt(FAST_BYTES // (entry_max * itemsize)))
+    count = -(-top // cap)
+    side = -(-top // count)
+    return -(-side // devices) * devices
 
 
 def plan_pairs(total: int, devices: int, budget: int, per_pair: int, entry_max: int, itemsize: int,
@@ -97,12 +118,16 @@ def plan_pairs(total: int, devices: int, budget: int, per_pair: int, entry_max: 
 
 
 def plan_blocks(n1: int, n2: int, symmetric: bool, devices: int, budget: int, per_pair: int, itemsize: int,
-                seconds_per_pair: float, batch_size: int | None) -> Layout:
-    """Tile side b (a multiple of the device count) and rows per inner step."""
+                seconds_per_pair: float, batch_size: int | None, entry_max: int = 1) -> Layout:
+    """Tile side b (a multiple of the device count) and rows per inner step.
+    `entry_max` > 1 (spatial axes): b from `tile_side`; otherwise b balances
+    the calls' overhead against the waste of the diagonal tiles."""
     top = max(n1, n2)
     if batch_size is not None:
         side = -(-int(batch_size) // devices) * devices
         return Layout("blocks", side // devices, side, devices)
+    if entry_max > 1:
+        return _rows_per_step(tile_side(top, devices, entry_max, itemsize), devices, budget, per_pair)
     best = None
     for k in range(1, 257):
         side = -(-top // k)
@@ -117,7 +142,11 @@ def plan_blocks(n1: int, n2: int, symmetric: bool, devices: int, budget: int, pe
             best = (cost, side)
         if side <= 8 * devices:
             break
-    side = best[1]
+    return _rows_per_step(best[1], devices, budget, per_pair)
+
+
+def _rows_per_step(side: int, devices: int, budget: int, per_pair: int) -> Layout:
+    """Tiles of `side`, as many of a device's rows per step as the budget allows."""
     rows = side // devices
     inner = max(1, min(rows, budget // max(1, side * per_pair)))
     while rows % inner:
