@@ -116,6 +116,7 @@ class KernelFn:
             arrays, self.last_run = compute_tiled(self.engine, self.graph, x1, x2, get, check_dtype(dtype),
                                                   batch_size, memory, progress, out, scheduler, workers)
             return Kernel(arrays.get("nngp"), arrays.get("ntk"))
+        self.last_run = None
         nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
                                         kinds=get)
         return Kernel(nngp if "nngp" in get else None, ntk)

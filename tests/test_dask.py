@@ -41,7 +41,7 @@ def client():
     import logging
     env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "JAX_PLATFORMS": "cpu"}
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=logging.ERROR, env=env) as cluster:
+                                  dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR, env=env) as cluster:
         with distributed.Client(cluster) as c:
             c.wait_for_workers(2, timeout=LIMIT)
             yield c
@@ -138,3 +138,17 @@ def test_worker_killed_mid_run_gives_the_same_kernel(kfn, client, tmp_path):
     ref = kfn(x, out=tmp_path / "ref.zarr", batch_size=SIDE, progress=False)
     assert np.array_equal(result["k"].ntk[:], ref.ntk[:]) and np.array_equal(result["k"].nngp[:], ref.nngp[:])
     assert victim not in client.run(os.getpid).values()
+
+
+def test_cli_workers_starts_a_local_cluster(tmp_path, capsys):
+    """--workers N: a local cluster of its own, closed at the end (a dense spec: a quick compile)."""
+    from infkernel.cli import main as cli_main
+    spec = "input 5\nrepeat 2:\n    dense w_std=1.4 b_std=0.1\n    relu\ndense\n"
+    (tmp_path / "net.ik").write_text(spec)
+    x = np.random.default_rng(0).standard_normal((12, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    assert cli_main(["kernel", str(tmp_path / "net.ik"), "--x1", str(tmp_path / "x.npy"), "--out",
+                     str(tmp_path / "K.npz"), "--batch-size", "5", "--workers", "1", "--quiet"]) == 0
+    local = ik.compile(spec)(x, batch_size=5, out=tmp_path / "L.zarr", progress=False)
+    saved = np.load(tmp_path / "K.npz")
+    assert np.array_equal(saved["ntk"], local.ntk[:]) and np.array_equal(saved["nngp"], local.nngp[:])

@@ -56,6 +56,18 @@ def test_store_holds_the_kernel_readable_by_plain_zarr(kfn, reference, tmp_path)
     assert rel(c.ntk[:], kfn(data(10), data(5, seed=1), get="ntk", progress=False).ntk) < 1e-6
 
 
+def test_store_of_a_network_without_spatial_axes(tmp_path):
+    """Square blocks (dense layers) rather than pair streams inside each tile."""
+    dense = ik.compile("input 5\nrepeat 2:\n    dense w_std=1.4 b_std=0.1\n    relu\ndense\n")
+    x = np.random.default_rng(0).standard_normal((11, 5))
+    exact = dense(x, dtype="float64", progress=False)
+    k = dense(x, dtype="float64", batch_size=4, out=tmp_path / "K.zarr", progress=False)
+    assert dense.last_run["total"] == 6
+    np.testing.assert_allclose(k.ntk[:], exact.ntk, rtol=1e-12)
+    np.testing.assert_allclose(k.nngp[:], exact.nngp, rtol=1e-12)
+    assert np.array_equal(k.ntk[:], k.ntk[:].T)
+
+
 @pytest.mark.parametrize("change", ["spec", "input", "dtype", "kinds"])
 def test_another_computation_is_refused(kfn, tmp_path, change, capsys):
     path = tmp_path / "K.zarr"

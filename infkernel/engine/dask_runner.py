@@ -83,8 +83,10 @@ def _client(stack: contextlib.ExitStack, scheduler, workers):
     if int(workers) < 1:
         from ..errors import SpecError
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
+    # Everything on 127.0.0.1; the scheduler's HTTP server (it always starts one)
+    # on a free port rather than 8787, which another cluster may hold.
     cluster = stack.enter_context(LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                               host="127.0.0.1", dashboard_address=None,
+                                               host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                                silence_logs=logging.ERROR))
     return stack.enter_context(Client(cluster))
 

@@ -145,7 +145,7 @@ class TileKernel:
             else:
                 nngp, ntk = self._pairs(pad_to(xr, T), pad_to(xc, T), vr, vc)
             nr, nc = len(xr), len(xc)
-            values = [None if v is None else np.asarray(v)[:nr, :nc] for v in (nngp, ntk)]
+            values = [None if v is None else np.array(v[:nr, :nc]) for v in (nngp, ntk)]
             if diagonal:
                 for v, d in zip(values, (dn, dk)):
                     if v is not None:
