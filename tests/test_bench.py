@@ -39,3 +39,12 @@ def test_worker_times_a_small_kernel_and_saves_it(tmp_path):
 def test_unknown_workload_is_a_user_error(capsys):
     assert main(["bench", "resnet-9000"]) == 2
     assert "unknown workload" in capsys.readouterr().err
+
+
+def test_each_workload_may_name_its_own_n(capsys):
+    from infkernel.commands.bench import _workload
+    assert _workload("cnn-flatten:128", 7) == ("cnn-flatten", 128)
+    assert _workload("fc-deep", 7) == ("fc-deep", 7)
+    assert _workload("fc-deep", None) == ("fc-deep", bench.default_n("fc-deep"))
+    assert main(["bench", "cnn-flatten:0"]) == 2
+    assert "WORKLOAD:N" in capsys.readouterr().err

@@ -25,8 +25,9 @@ from ..errors import SpecError
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",
-                        help=f"any of {', '.join(bench.WORKLOADS)} (default: all)")
+    parser.add_argument("workloads", nargs="*", metavar="WORKLOAD[:N]",
+                        help=f"any of {', '.join(bench.WORKLOADS)} (default: all), each optionally with its"
+                             " own n, e.g. cnn-flatten:128")
     parser.add_argument("--n", type=int, default=None, help="examples (default: the workload's n)")
     parser.add_argument("--peer", metavar="PYTHON", default=None,
                         help="python of the neural-tangents venv: also run the reference and compare")
@@ -37,6 +38,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-peaks", action="store_true",
                         help="do not measure the machine's matmul and streaming peaks first")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measurement")
+
+
+def _workload(item: str, n: int | None) -> tuple[str, int]:
+    """("cnn-flatten", 128) from "cnn-flatten:128"; without ":N", --n or the
+    workload's default. Unknown names fail here, before any work."""
+    name, sep, count = item.partition(":")
+    bench.spec_path(name)
+    if sep:
+        if not count.isdigit() or int(count) < 1:
+            raise SpecError(f"cannot read {item!r}", hint="write WORKLOAD:N with N a positive integer, e.g. cnn-flatten:128")
+        return name, int(count)
+    return name, n or bench.default_n(name)
 
 
 def _say(text: str) -> None:
@@ -50,9 +63,7 @@ def run(args) -> int:
             _say(f"depth {depth:>4}: compile {seconds:.2f} s")
         _say(f"ratio 100/10: {times[100] / times[10]:.2f}")
         return 0
-    names = args.workloads or list(bench.WORKLOADS)
-    for name in names:
-        bench.spec_path(name)  # unknown names fail before any work
+    runs = [_workload(item, args.n) for item in args.workloads or bench.WORKLOADS]
     if args.repeats < 1 or (args.n is not None and args.n < 1):
         raise SpecError("--n and --repeats must be positive")
     if args.peer and not os.path.exists(args.peer):
@@ -63,8 +74,7 @@ def run(args) -> int:
     _say(bench.HEADER)
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            n = args.n or bench.default_n(name)
+        for name, n in runs:
             ours_file = os.path.join(tmp, f"{name}.ik.npz") if args.peer else None
             try:
                 ours = bench.run_infkernel(name, n, args.repeats, args.memory, ours_file, args.timeout)
