@@ -103,6 +103,7 @@ class KernelFn:
         scheduler: a Dask scheduler address "tcp://HOST:PORT" (or a
             distributed.Client): the tiles run as tasks on that cluster.
         workers: start a local Dask cluster of this many processes (127.0.0.1).
+            `memory` is then each worker's budget (it sizes the tiles).
             With either, or with a Zarr `out`, the work is cut into square tiles
             (`infkernel.engine.tiles`), identical bit for bit in every runner.
         `self.last_run` then says {"computed", "skipped", "total"} tiles.
