@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # Submodules with heavier imports load on first use: ik.datasets, ik.predict, ...
 _SUBMODULES = ("datasets", "predict", "sklearn", "finite", "montecarlo", "testing", "training", "spectral",
-               "symbolic", "explain")
+               "symbolic", "explain", "features")
 
 
 def __getattr__(name):

@@ -1,0 +1,144 @@
+"""The feature-map builder: a graph in, a jitted x -> Phi(x) out.
+
+The graph is interpreted node by node with each op's feature rule
+(`rules.py`), exactly as the compiler interprets it with kernel rules, and the
+output features are projected to m dimensions if they have more.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..compiler import Program
+from ..engine import precision
+from ..errors import SpecError
+from ..graph import Graph
+from ..kernel import as_graph, check_inputs
+from .rules import FeatureCtx, Feats, input_features, rule_of
+from .sketches import Draws, project
+
+ACTIVATION_METHODS = ("random", "hermite")
+_JITTED: dict = {}
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The structure of a feature map, without its random matrices."""
+
+    graph: Graph
+    program: Program
+    rules: dict
+    m: int
+    need_ntk: bool
+    activation: str
+    degree: int
+
+    def forward(self, draws: Draws, x, upto: int | None = None):
+        """Phi(x) (n, dim) of the output; with `upto`, the `Feats` of that node."""
+        fc = FeatureCtx(self.m, self.need_ntk, draws, self.activation, self.degree)
+        env = {}
+        for node in self.graph.nodes:
+            draws.node = node.id
+            if not node.inputs:
+                f = input_features(x, self.graph.input_shape)
+                if fc.need_ntk:
+                    f = Feats(f.nngp, jnp.zeros(f.nngp.shape[:-1] + (0,), f.nngp.dtype))
+            else:
+                f = self.rules[node.id](node.op, tuple(env[i] for i in node.inputs), self.program.ctx[node.id], fc)
+            env[node.id] = f
+            if upto == node.id:
+                return f
+        out = env[self.graph.output.id]
+        phi = out.ntk if fc.need_ntk else out.nngp
+        draws.node = len(self.graph.nodes)
+        if phi.shape[-1] > self.m:
+            phi = project(phi, draws, "out", self.m)
+        return phi
+
+
+class FeatureMap:
+    """A random feature map of a spec's NNGP or NTK: `fmap(x)` is Phi(x) (n, dim)
+    with Phi(x) Phi(x')^T ~ K(x, x'), K the exact kernel `ik.compile` computes.
+
+    Attributes: graph, n_features (m), get, seed, dtype, dim (the output
+    dimension: m, or fewer when the network's features never need m),
+    params (the random matrices, by "node/name")."""
+
+    def __init__(self, spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
+                 activation: str = "random", degree: int = 8, **overrides):
+        if get not in ("nngp", "ntk"):
+            raise SpecError(f"get must be 'nngp' or 'ntk', got {get!r}")
+        if not isinstance(n_features, (int, np.integer)) or isinstance(n_features, bool) or n_features < 1:
+            raise SpecError(f"n_features must be a positive integer, got {n_features!r}")
+        if activation not in ACTIVATION_METHODS:
+            raise SpecError(f"activation must be one of {', '.join(ACTIVATION_METHODS)}, got {activation!r}")
+        self.graph = as_graph(spec, **overrides)
+        if self.graph.output.shape.rank:
+            raise SpecError(f"the network's output still has spatial axes ({self.graph.output.shape})",
+                            self.graph.output.where, "end it with flatten or gap, then dense")
+        rules = {n.id: rule_of(n.op, n.where) for n in self.graph.nodes[1:]}
+        self.n_features, self.get, self.seed, self.dtype = int(n_features), get, int(seed), dtype
+        self.activation, self.degree = activation, int(degree)
+        self.plan = Plan(self.graph, Program(self.graph), rules, self.n_features, get == "ntk", activation,
+                         self.degree)
+        key = (tuple(self.graph.nodes), self.graph.parameterization, self.n_features, get, activation,
+               self.degree, dtype)
+        with precision(dtype) as jdtype:
+            if key not in _JITTED:  # maps differing only in their seed share one traced, compiled function
+                draws = Draws(jdtype)
+                probe = jax.ShapeDtypeStruct((1, *self.graph.input_shape), jdtype)
+                dim = jax.eval_shape(lambda x: self.plan.forward(draws, x), probe).shape[-1]
+                plan = self.plan
+                _JITTED[key] = (jax.jit(lambda params, x: plan.forward(Draws(jdtype, params), x)), dim,
+                                draws.wanted)
+            self._jit, self.dim, wanted = _JITTED[key]
+            draws = Draws(jdtype)
+            draws.wanted = wanted
+            self.params = draws.sample(self.seed)
+
+    def __call__(self, x, batch_size: int = 256) -> np.ndarray:
+        """Phi(x): (n, dim) numpy array, computed in batches of `batch_size` examples."""
+        x = check_inputs(x, self.graph.input_shape, "x")
+        out = []
+        with precision(self.dtype) as jdtype:
+            for start in range(0, x.shape[0], batch_size):
+                chunk = jnp.asarray(x[start:start + batch_size], jdtype)
+                out.append(np.asarray(self._jit(self.params, chunk)))
+        return np.concatenate(out)
+
+    def batches(self, x, batch_size: int = 256):
+        """Phi of consecutive batches of x, one (batch, dim) array at a time."""
+        x = check_inputs(x, self.graph.input_shape, "x")
+        with precision(self.dtype) as jdtype:
+            for start in range(0, x.shape[0], batch_size):
+                yield np.asarray(self._jit(self.params, jnp.asarray(x[start:start + batch_size], jdtype)))
+
+    def cost(self) -> list[dict]:
+        """Per node: flops and output floats per example, from XLA's cost
+        analysis of that node's rule on one example (the random matrices are
+        inputs, not counted as flops), and the floats of its random matrices."""
+        rows = []
+        with precision(self.dtype) as jdtype:
+            x = jnp.zeros((1, *self.graph.input_shape), jdtype)
+            previous = 0.0
+            for node in self.graph.nodes:
+                fn = jax.jit(lambda p, x, upto=node.id: self.plan.forward(Draws(jdtype, p), x, upto))
+                analysis = fn.lower(self.params, x).compile().cost_analysis()
+                if isinstance(analysis, list):
+                    analysis = analysis[0]
+                flops = float((analysis or {}).get("flops", float("nan")))
+                f = jax.eval_shape(fn, self.params, x)
+                floats = sum(math.prod(a.shape[1:]) for a in f if a is not None)
+                params = sum(math.prod(v.shape) for k, v in self.params.items() if k.split("/")[0] == str(node.id))
+                rows.append({"node": node.id, "op": node.op.name, "flops": flops - previous,
+                             "floats": floats, "param_floats": params})
+                previous = flops
+        return rows
+
+    def __repr__(self) -> str:
+        return (f"FeatureMap({self.get}, m={self.n_features}, dim={self.dim}, seed={self.seed}, "
+                f"input {self.graph.nodes[0].shape}, {len(self.graph.nodes)} nodes)")
