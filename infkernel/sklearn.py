@@ -140,6 +140,8 @@ class _KernelModel(BaseEstimator):
         dtype="float64",
         batch_size=None,
         progress=False,
+        n_features=None,
+        random_state=0,
     ):
         self.spec = spec
         self.kernel = kernel
@@ -150,6 +152,8 @@ class _KernelModel(BaseEstimator):
         self.dtype = dtype
         self.batch_size = batch_size
         self.progress = progress
+        self.n_features = n_features
+        self.random_state = random_state
 
     # -- the kernel
 
@@ -209,6 +213,8 @@ class _KernelModel(BaseEstimator):
 
     def _fit_targets(self, X: np.ndarray, targets: np.ndarray):
         self._check_params()
+        if self.n_features is not None:
+            return self._fit_features(X, targets)
         self.X_fit_ = X
         eigh = self._eigh(X)
         auto = isinstance(self.ridge, str)
@@ -218,10 +224,28 @@ class _KernelModel(BaseEstimator):
         self.flow_ = GradientFlow(eigh, targets, ridge=self.ridge_)
         return self
 
+    def _fit_features(self, X: np.ndarray, targets: np.ndarray):
+        """Ridge regression on `n_features` random features (`infkernel.features`)."""
+        from .features import features
+        from .features.regression import feature_regression
+
+        if not np.isinf(self.t):
+            raise SpecError("n_features solves ridge regression (t = inf) only", hint="set t=np.inf")
+        text, lets = self._spec_key(math.prod(X.shape[1:]))
+        self.features_ = features(text, self.n_features, get=self.kernel, seed=self.random_state, dtype=self.dtype,
+                                  **dict(lets))
+        fit = feature_regression(self.features_, reshape_for(X, self.features_.graph.input_shape), targets,
+                                 ridge=self.ridge, seed=self.random_state)
+        self.weights_ = fit.weights[:, 0] if np.ndim(targets) == 1 else fit.weights
+        self.ridge_ = fit.ridge
+        return self
+
     def _mean(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, allow_nd=True)
         self._check_params()
+        if self.n_features is not None:
+            return self.features_(reshape_for(X, self.features_.graph.input_shape)) @ self.weights_
         return self.flow_.mean(self._kernel(X, self.X_fit_), float(self.t))
 
     def __sklearn_tags__(self):
@@ -250,9 +274,16 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         inputs (arccos near 1), which moves predictions by as much. float32
         halves time and memory for large n where that does not matter.
     batch_size, progress : passed to the compiled kernel.
+    n_features : None (default: the exact kernel), or m: the kernel is
+        approximated by m random features (:func:`infkernel.features`) and
+        ridge regression is solved in feature space (O(n m^2), t = inf only;
+        ridge="auto" then chooses on a 20 % validation split, not by `cv`).
+    random_state : seed of the random features and of the validation split.
 
     Attributes: ridge_ (the ridge used), flow_ (the fitted
-    :class:`infkernel.predict.GradientFlow`), X_fit_, n_features_in_.
+    :class:`infkernel.predict.GradientFlow`), X_fit_, n_features_in_; with
+    n_features, features_ (the FeatureMap) and weights_ (m,) or (m, outputs) instead
+    of flow_ and X_fit_.
     """
 
     def fit(self, X, y):

@@ -65,6 +65,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="for the subsets and the k folds")
     parser.add_argument("--batch-size", type=int, default=None, help="tile size of the kernel engine")
     parser.add_argument("--memory", default=None, help="memory budget of the kernel engine, e.g. 2GB")
+    parser.add_argument("--features", type=int, default=None, metavar="M",
+                        help="approximate the kernel by M random features (infkernel.features) and solve ridge "
+                        "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split")
 
 
 def _say(text: str) -> None:
@@ -90,6 +93,9 @@ def _data(args):
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
     data, kfn = _data(args)
+    if args.features is not None:
+        from ..features.cli import run_features
+        return run_features(args, data, kfn.graph, t, ridge)
     classes = data.is_classification
     shape = "x".join(map(str, data.x_train.shape[1:]))
     labels = f", {len(np.unique(data.y_train))} classes" if classes else ""

@@ -22,12 +22,14 @@ One file per job: checks.py (input checks, the singular-kernel error),
 direct.py (Eigh, checked Cholesky), precision.py (what a float32
 kernel's rounding does to a solve), posterior.py (NNGP posterior, gradient
 flow), ridge.py (ridge selection), targets.py (one-hot targets),
-regression.py (the :func:`kernel_regression` entry point).
+regression.py (the :func:`kernel_regression` entry point), features.py (ridge in the
+space of random features, :func:`feature_regression`, from `infkernel.features`).
 """
 from __future__ import annotations
 
 from .checks import SingularKernelError
 from .direct import Eigh
+from .features import FeatureRegression, feature_regression
 from .precision import KernelPrecisionError, PrecisionWarning
 from .posterior import GradientFlow, Prediction, gradient_flow, nngp_posterior
 from .regression import Regression, kernel_regression
@@ -36,6 +38,7 @@ from .targets import classes_and_targets, one_hot_targets
 
 __all__ = [
     "Eigh",
+    "FeatureRegression",
     "GradientFlow",
     "KernelPrecisionError",
     "Prediction",
@@ -45,6 +48,7 @@ __all__ = [
     "SingularKernelError",
     "classes_and_targets",
     "default_ridges",
+    "feature_regression",
     "gradient_flow",
     "kernel_regression",
     "kfold_errors",

@@ -1,0 +1,37 @@
+"""`infkernel fit SPEC --data ... --features M`: ridge regression on random features."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from ..errors import SpecError
+from ..predict import one_hot_targets
+from . import features
+from .regression import feature_regression
+
+
+def run_features(args, data, graph, t: float, ridge) -> int:
+    """Prints the same lines as the exact path: data (already printed), features, solve, accuracy or mse."""
+    if not math.isinf(t):
+        raise SpecError("--features solves ridge regression (t = inf) only", hint="drop --t or set --t inf")
+    if args.features < 1:
+        raise SpecError(f"--features takes a positive number of features, got {args.features}")
+    start = time.perf_counter()
+    fmap = features(graph, args.features, get=args.kernel, seed=args.seed, dtype=args.dtype)
+    classes = data.is_classification
+    class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
+    print(f"features  {args.kernel}, m={args.features} (dim {fmap.dim}), {args.dtype}, seed {args.seed}")
+    print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
+    out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, seed=args.seed,
+                             batch_size=args.batch_size or 256)
+    elapsed = time.perf_counter() - start
+    chosen = " (validation split 0.2)" if ridge == "auto" else ""
+    print(f"solve     ridge {out.ridge:.3g}{chosen}, features and solve: {elapsed:.2f} s")
+    if classes:
+        print(f"accuracy  {float(np.mean(class_names[np.argmax(out.mean, axis=1)] == data.y_test)):.4f}")
+    else:
+        print(f"mse       {float(np.mean((out.mean - data.y_test) ** 2)):.6g}")
+    return 0

@@ -1,0 +1,99 @@
+"""Ridge regression in feature space (issue 14) against kernel regression with
+the kernel Phi Phi^T (the push-through identity) and a brute-force ridge choice."""
+import numpy as np
+import pytest
+
+import infkernel as ik
+from infkernel.errors import SpecError
+from infkernel.features.regression import Moments, feature_regression, select_ridge, solve
+from infkernel.predict import kernel_regression
+
+SPEC = "input 4\ndense w_std=1.5 b_std=0.5\nrelu\ndense\n"
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4))
+    y = np.stack([np.sin(x[:, 0]) + 0.1 * rng.normal(size=n), x[:, 1] * x[:, 2]], axis=1)
+    return x, y
+
+
+def test_equals_kernel_ridge_with_the_feature_kernel():
+    x, y = _data(40)
+    xt, _ = _data(9, 1)
+    fmap = ik.features(SPEC, 32, get="ntk", dtype="float64")
+    out = feature_regression(fmap, x, y, xt, ridge=0.3, batch_size=7)
+    phi, phit = fmap(x), fmap(xt)
+    ref = kernel_regression(phi @ phi.T, y, phit @ phi.T, ridge=0.3).mean
+    np.testing.assert_allclose(out.mean, ref, rtol=1e-8, atol=1e-10)
+    one = feature_regression(fmap, x, y[:, 0], xt, ridge=0.3)
+    np.testing.assert_allclose(one.mean, ref[:, 0], rtol=1e-8, atol=1e-10)
+
+
+def test_streaming_is_batch_invariant_and_o_m2():
+    x, y = _data(50)
+    fmap = ik.features(SPEC, 16, dtype="float64")
+    a = feature_regression(fmap, x, y, ridge=1e-2, batch_size=50).weights
+    b = feature_regression(fmap, x, y, ridge=1e-2, batch_size=3).weights
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+    assert a.shape == (16, 2)
+
+
+def test_validation_choice_is_the_brute_force_minimum():
+    rng = np.random.default_rng(3)
+    phi, w = rng.normal(size=(60, 10)), rng.normal(size=(10, 2))
+    y = phi @ w + 0.5 * rng.normal(size=(60, 2))
+    fit, val = Moments(10, 2), Moments(10, 2)
+    fit.add(phi[:45], y[:45])
+    val.add(phi[45:], y[45:])
+    ridges = np.logspace(-3, 3, 13)
+    sel = select_ridge(fit, val, ridges)
+    brute = []
+    for r in ridges:
+        wr = np.linalg.solve(phi[:45].T @ phi[:45] + r * np.eye(10), phi[:45].T @ y[:45])
+        brute.append(np.mean((phi[45:] @ wr - y[45:]) ** 2))
+    np.testing.assert_allclose(sel.errors, brute, rtol=1e-8)
+    assert sel.ridge == ridges[int(np.argmin(brute))]
+
+
+def test_auto_ridge_approaches_exact_kernel_regression():
+    """With many features, predictions approach exact NTK ridge regression."""
+    x, y = _data(60)
+    xt, _ = _data(20, 2)
+    k = ik.compile(SPEC)(np.concatenate([x, xt]), dtype="float64").ntk
+    exact = kernel_regression(k[:60, :60], y, k[60:, :60], ridge=1e-2).mean
+    errors = []
+    for m in (32, 2048):
+        fmap = ik.features(SPEC, m, get="ntk", seed=1)
+        errors.append(np.linalg.norm(feature_regression(fmap, x, y, xt, ridge=1e-2).mean - exact))
+    assert errors[1] < 0.35 * errors[0], errors
+
+
+@pytest.mark.parametrize("kwargs, match", [({"ridge": -1.0}, "ridge"), ({"ridge": "best"}, "ridge"),
+                                           ({"validation": 0.0}, "validation")])
+def test_bad_arguments(kwargs, match):
+    x, y = _data(10)
+    with pytest.raises(SpecError, match=match):
+        feature_regression(ik.features(SPEC, 8), x, y, **kwargs)
+
+
+def test_singular_without_ridge_is_an_error():
+    x, y = _data(5)
+    fmap = ik.features(SPEC, 32)
+    with pytest.raises(SpecError, match="singular"):
+        feature_regression(fmap, x, y, ridge=0.0)
+
+
+def test_sklearn_estimators_with_n_features():
+    from infkernel.sklearn import KernelClassifier, KernelRegressor
+    x, y = _data(40)
+    reg = KernelRegressor(SPEC, ridge=1e-2, n_features=64, random_state=1, dtype="float64").fit(x, y[:, 0])
+    fmap = ik.features(SPEC, 64, get="ntk", seed=1, dtype="float64")
+    phi = fmap(x)
+    ref = kernel_regression(phi @ phi.T, y[:, 0], phi @ phi.T, ridge=1e-2).mean
+    np.testing.assert_allclose(reg.predict(x), ref, rtol=1e-7, atol=1e-9)
+    labels = (y[:, 0] > 0).astype(int)
+    clf = KernelClassifier(SPEC, n_features=128).fit(x, labels)
+    assert clf.score(x, labels) > 0.8 and clf.predict(x).shape == (40,)
+    with pytest.raises(SpecError, match="t = inf"):
+        KernelRegressor(SPEC, t=1.0, n_features=8).fit(x, y[:, 0])
