@@ -71,6 +71,11 @@ def test_two_workers_equal_the_in_process_kernel(kfn, client, tmp_path):
     assert "2 workers, workers write" in runs[-1]["runner"]
     # Results through the client (no store): the same bits.
     through = kfn(x, batch_size=SIDE, scheduler=client, progress=False)
+    # Each worker built the program once, and compiled each of its functions once, for both runs.
+    kept = client.run(lambda: [sorted(fn._cache_size() for fn in kernel.calls._fns.values()) for kernel in
+                               __import__("infkernel.engine.dask_runner", fromlist=["x"])._KERNELS.values()])
+    assert all(len(k) <= 1 for k in kept.values()) and any(kept.values()), kept
+    assert all(sizes == [1, 1] for k in kept.values() for sizes in k), kept
     for kind in ("nngp", "ntk"):
         ref = getattr(local, kind)[:]
         assert np.array_equal(getattr(remote, kind)[:], ref)
