@@ -466,9 +466,21 @@ def _numpy_bits(keys, bit_width: int, shape: tuple[int, ...]):
 
 @partial(jax.jit, static_argnums=(1, 2))
 def _host_bits(key, bit_width, shape):
-    return jax.pure_callback(partial(_numpy_bits, bit_width=bit_width, shape=tuple(shape)),
-                             jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(_UINT[bit_width])), key,
+    """Random bits of `bit_width` from NumPy. The callback never returns 64-bit
+    integers: it runs on a thread of XLA's where a caller's `enable_x64` context
+    is not in force, so JAX would check a uint64 result against uint32 and
+    fail. 64 bits are drawn as two uint32 words (high, low) and joined here,
+    inside the trace, where x64 is what the caller asked for."""
+    words = 2 if bit_width == 64 else 1
+    width = 32 if bit_width == 64 else bit_width
+    out_shape = tuple(shape) + ((2,) if words == 2 else ())
+    bits = jax.pure_callback(partial(_numpy_bits, bit_width=width, shape=out_shape),
+                             jax.ShapeDtypeStruct(out_shape, jnp.dtype(_UINT[width])), key,
                              vmap_method="expand_dims")
+    if words == 1:
+        return bits
+    wide = bits.astype(jnp.uint64)
+    return (wide[..., 0] << jnp.uint64(32)) | wide[..., 1]
 
 
 HOST_PRNG = define_prng_impl(key_shape=(2,), seed=_host_seed, split=_host_split, random_bits=_host_bits,
