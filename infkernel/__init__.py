@@ -9,8 +9,9 @@ from .errors import SpecError, Where
 from .graph import Graph, Node, Parallel, Repeat, Residual, build, op, serial
 from .kernel import Kernel, KernelFn, compile, open_kernel
 from .lang import parse
-from .ops import (REGISTRY, Abrelu, Avgpool, Concat, Conv, Dense, Erf, Flatten, Gap, Gelu, Identity, Input,
-                  Layernorm, LeakyRelu, Relu, Shape, Sin, Sum)
+from .ops import OPS, REGISTRY, Shape
+
+globals().update(OPS)  # every op class by name: ik.Conv, ik.Relu, ...
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["SpecError", "Where", "Graph", "Node", "Parallel", "Repeat", "Residual", "build", "op", "serial",
-           "Kernel", "KernelFn", "compile", "open_kernel", "parse", "REGISTRY", "Abrelu", "Avgpool", "Concat", "Conv", "Dense",
-           "Erf", "Flatten", "Gap", "Gelu", "Identity", "Input", "Layernorm", "LeakyRelu", "Relu", "Shape", "Sin",
-           "Sum"]
+           "Kernel", "KernelFn", "compile", "open_kernel", "parse", "REGISTRY", "Shape", *sorted(OPS)]

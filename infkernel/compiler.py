@@ -29,9 +29,7 @@ from jax import lax
 
 from .graph import Graph, Node
 from .ops import DIAG, PAIRS, Cov, Ctx
-from .ops.activations import Activation
 from .ops.base import to_layout
-from .ops.normalization import Layernorm
 
 
 def layouts(graph: Graph) -> dict[int, str]:
@@ -51,7 +49,7 @@ def input_layout(node: Node, own_layout: str) -> str:
 
 
 def reads_variances(node: Node) -> bool:
-    return isinstance(node.op, (Activation, Layernorm))
+    return node.op.reads_variances
 
 
 @dataclass(frozen=True)

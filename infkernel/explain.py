@@ -27,19 +27,6 @@ def terms(node_id: int) -> Terms:
     return Terms(*sp.symbols(f"Sigma_{node_id} Theta_{node_id} q_{node_id} q'_{node_id}"))
 
 
-def sp_float(value: float) -> sp.Expr:
-    """A number as sympy sees it exactly, written short where it can be
-    (1.4142135623730951 -> sqrt(2), 0.05 -> 1/20); else the full float."""
-    short = sp.nsimplify(value, tolerance=1e-15, rational=False)
-    return short if len(str(short)) <= 12 else sp.Float(value, 17)
-
-
-def window_mean_of(expr: sp.Expr, window: tuple[int, ...]) -> sp.Expr:
-    if not window:
-        return expr
-    return sp.Function("mean_" + "x".join(map(str, window)))(expr)
-
-
 def _render(expr, latex: bool) -> str:
     return sp.latex(expr) if latex else sp.sstr(expr)
 

@@ -46,7 +46,7 @@ any other op (none so far) fall back to per-example `jax.jacrev`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -57,8 +57,7 @@ from jax.extend.random import define_prng_impl
 from .errors import SpecError
 from .graph import Graph
 from .kernel import KINDS, Kernel, as_graph, check_get, check_inputs
-from .ops import Ctx, Shape, Sum
-from .ops.linear import _Linear
+from .ops import Ctx, Shape
 
 DEFAULT_MEMORY = 256 * 2**20
 
@@ -70,7 +69,7 @@ def _free_linear(graph: Graph, node_id: int, shapes: dict) -> int | None:
     unchanged (through activations, pooling, layernorm, ...), or None."""
     node = graph.nodes[node_id]
     while True:
-        if isinstance(node.op, _Linear):
+        if node.op.fresh == "yes":
             return node.id if node.op.width is None else None
         if len(node.inputs) != 1 or not _keeps_channels(node, shapes):
             return None
@@ -96,7 +95,7 @@ def finite_shapes(graph: Graph, width: int) -> tuple[Shape, ...]:
         conflict = None
         for node in graph.nodes:
             ins = tuple(shapes[i] for i in node.inputs)
-            if isinstance(node.op, Sum) and len({s.channels for s in ins}) > 1:
+            if node.op.same_channels and len({s.channels for s in ins}) > 1:
                 conflict = node
                 break
             shape = node.op.shape(ins, "ntk") if node.inputs else node.shape
@@ -230,7 +229,7 @@ class FiniteNet:
         if method not in ("structured", "jacobian"):
             raise SpecError(f"method must be structured or jacobian, got {method!r}")
         ids = sorted(params)
-        linear = [i for i in ids if method == "structured" and isinstance(self.graph.nodes[i].op, _Linear)]
+        linear = [i for i in ids if method == "structured" and self.graph.nodes[i].op.linear]
         other = [i for i in ids if i not in linear]
         n1 = x1.shape[0]
         n2 = n1 if x2 is None else x2.shape[0]
@@ -293,20 +292,6 @@ def _loop(n_chunks: int, body, init):
     return jax.lax.fori_loop(0, n_chunks, body, init) if n_chunks > 1 else body(0, init)
 
 
-def _patches(node, ctx: Ctx, z):
-    """(n, positions, window * c_in): the input patch each output position of
-    a dense/conv layer reads, got from the op's own apply with identity weights
-    (so padding, strides and wrapping are exactly the layer's)."""
-    c_in = ctx.in_shape.channels
-    if node.op.name == "dense":
-        return z.reshape(z.shape[0], -1, c_in)
-    window = tuple(node.op._window(ctx))
-    m = math.prod(window) * c_in
-    eye = jnp.eye(m, dtype=z.dtype).reshape(window + (c_in, m))
-    y = node.op.apply({"w": eye}, z, replace(ctx, parameterization="standard"))
-    return y.reshape(y.shape[0], -1, m)
-
-
 def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
     """Sum over output channels of the NTK contributions of the dense/conv
     nodes `ids` (not yet divided by n_out), and the flat outputs f(x1), f(x2)."""
@@ -327,7 +312,7 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
             return out.reshape(n, -1), inputs
 
         out, vjp, inputs = jax.vjp(f, eps, has_aux=True)
-        patches = {i: _patches(nodes[i], net.ctxs[i], inputs[i]) for i in ids}
+        patches = {i: nodes[i].op.patches(inputs[i], net.ctxs[i]) for i in ids}
         return out, vjp, patches
 
     out1, vjp1, p1 = side(x1)
@@ -343,7 +328,7 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
         g1 = grads(vjp1, n1, k * chunk)
         g2 = g1 if x2 is None else grads(vjp2, n2, k * chunk)
         for i in ids:
-            sw, sb = nodes[i].op._scales(net.ctxs[i])
+            sw, sb = nodes[i].op.scales(net.ctxs[i])
             kg = jnp.einsum("capj,cbqj->abpq", g1[i], g2[i])
             theta = theta + sw ** 2 * jnp.einsum("abpq,abpq->ab", gram[i], kg)
             if "b" in params[i]:

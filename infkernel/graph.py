@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .errors import SpecError, Where
-from .ops import REGISTRY, Concat, Input, Op, Shape, Sum
+from .ops import REGISTRY, Input, Op, Shape
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,22 @@ class Residual:
         object.__setattr__(self, "where", where)
 
 
+def join_modes() -> list[str]:
+    """The ops that join the branches of a `parallel MODE:` block (sum, concat, ...)."""
+    return [name for name, cls in REGISTRY.items() if cls.arity == -1]
+
+
 @dataclass(frozen=True)
 class Parallel:
-    """Branches applied to the same input, joined by `mode`: "sum" or "concat"."""
+    """Branches applied to the same input, joined by the op `mode` (see `join_modes`)."""
 
     mode: str
     branches: tuple
     where: Where | None = None
 
     def __init__(self, mode: str, *branches: Sequence, where: Where | None = None):
-        if mode not in ("sum", "concat"):
-            raise SpecError(f"parallel blocks join by sum or concat, not {mode!r}", where)
+        if mode not in join_modes():
+            raise SpecError(f"parallel blocks join by {' or '.join(join_modes())}, not {mode!r}", where)
         if len(branches) < 2:
             raise SpecError(f"a parallel block needs at least two branches, got {len(branches)}", where)
         object.__setattr__(self, "mode", mode)
@@ -175,12 +180,14 @@ class _Builder:
         stale = [s for s in sources if s is None]
         fresh = [s for s in sources if s is not None]
         shared = len(frozenset().union(*fresh)) < sum(map(len, fresh)) if fresh else False
-        if isinstance(op, Sum) and (len(stale) > 1 or shared):
-            raise SpecError(f"the {what} adds inputs that are correlated ("
+        allowed = op.max_correlated_inputs
+        if allowed is not None and (len(stale) > allowed or shared):
+            raise SpecError(f"the {what} joins inputs that are correlated ("
                             + ("they come from the same dense or conv layer" if shared else
                                f"{len(stale)} do not end in a dense or conv layer")
-                            + "); their covariance is not the sum of their kernels", where,
-                            "end all but one branch with a fresh dense or conv layer")
+                            + f"); its kernel rule needs independent inputs", where,
+                            ("end all but one branch" if allowed == 1 else "end every branch")
+                            + " with a fresh dense or conv layer")
         return self.add(op, tuple(inputs), where, scope)
 
     def chain(self, layers, x: int, scope) -> int:
@@ -201,11 +208,10 @@ class _Builder:
             if self.nodes[y].shape != self.nodes[x].shape:
                 raise SpecError(f"residual branch changes the shape from {self.nodes[x].shape} "
                                 f"to {self.nodes[y].shape}", layer.where or where)
-            return self.join(Sum(), [x, y], layer.where or where, scope, "residual block")
+            return self.join(REGISTRY["sum"](), [x, y], layer.where or where, scope, "residual block")
         if isinstance(layer, Parallel):
             outs = [self.chain(branch, x, scope) for branch in layer.branches]
-            op = Sum() if layer.mode == "sum" else Concat()
-            return self.join(op, outs, layer.where or where, scope, "parallel sum")
+            return self.join(REGISTRY[layer.mode](), outs, layer.where or where, scope, f"parallel {layer.mode}")
         if isinstance(layer, Op):
             if layer.arity != 1:
                 raise SpecError(f"{layer.name} is not a layer: it joins branches", where)

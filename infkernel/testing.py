@@ -31,20 +31,20 @@ limits, so that a finite network must converge to them:
   equal numbers of channels in the finite network (the rule weighs width-less
   branches equally).
 
-Every registered op must have a row in `OP_CASES`; `specs` refuses to run
-while one is missing, so a new op without test parameters fails the tests.
+Each op draws itself: its class's `draw_applies`, `draw_prepare` and `draw`
+hooks (see `infkernel.ops.base`) receive the generator `Gen` and the current
+`State`; its capabilities (`needs_spatial`, `reduces_rank`, `block`,
+`draw_priority`) place it. A new op is drawn as soon as it is registered.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import SpecError
 from .kernel import KINDS, as_graph, check_get
 from .ops import REGISTRY
-from .ops.base import padding_amounts
 
 try:  # hypothesis is a test dependency; the Monte Carlo check works without it
     from hypothesis import strategies as st
@@ -55,8 +55,9 @@ except ImportError:  # pragma: no cover
 # -- the state of a spec being drawn ------------------------------------------------
 
 @dataclass(frozen=True)
-class _State:
-    """What the generator knows about the current node.
+class State:
+    """What the generator knows about the current node (ops' `draw` hooks
+    return an updated copy, `dataclasses.replace(s, ...)`).
 
     kind: "det" (a deterministic function of the input), "gauss" (a centred
     Gaussian process at infinite width), "other" (anything else);
@@ -92,8 +93,14 @@ def _count(draw, lo: int, hi: int, first: int) -> int:
     return _pick(draw, [first] + [i for i in range(lo, hi + 1) if i != first])
 
 
-class _Gen:
-    """Emits spec lines for one drawn spec."""
+def _ops() -> dict:
+    """The drawable ops by name, in the order hypothesis tries them (`draw_priority`, then name)."""
+    ops = {name: cls for name, cls in REGISTRY.items() if cls.drawn}
+    return dict(sorted(ops.items(), key=lambda item: (item[1].draw_priority, item[0])))
+
+
+class Gen:
+    """Emits spec lines for one drawn spec; ops' `draw` hooks write through it."""
 
     def __init__(self, draw, parameterization: str, depth_budget: int):
         self.draw = draw
@@ -107,16 +114,26 @@ class _Gen:
     def emit(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)
 
+    # -- random values (the first of each list is tried first)
+    def pick(self, values):
+        return _pick(self.draw, list(values))
+
+    def count(self, lo: int, hi: int, first: int) -> int:
+        return _count(self.draw, lo, hi, first)
+
+    def flag(self) -> bool:
+        return self.draw(st.booleans())
+
     # -- argument helpers
     def w_std(self) -> str:
-        if self.names and self.draw(st.booleans()):
+        if self.names and self.flag():
             return self.draw(st.sampled_from(sorted(self.names)))
-        return str(_pick(self.draw, [1.3, 0.9, 1.6, 0.6, 1.1, 2.0]))
+        return str(self.pick([1.3, 0.9, 1.6, 0.6, 1.1, 2.0]))
 
     def b_std(self) -> str:
-        choice = _pick(self.draw, ["value", "none", "zero"])
+        choice = self.pick(["value", "none", "zero"])
         if choice == "value":
-            return f" b_std={_pick(self.draw, [0.3, 0.1, 0.6, 1.0])}"
+            return f" b_std={self.pick([0.3, 0.1, 0.6, 1.0])}"
         return {"none": "", "zero": " b_std=0"}[choice]
 
     def width_arg(self, target: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
@@ -125,271 +142,59 @@ class _Gen:
             if target is not None and target[0] == 0:  # a fixed channel count (the input's)
                 return f" width={target[1]}", target
             return "", (1, 0) if target is None else target
-        ch = target if target is not None else _pick(self.draw, [(1, 0), (2, 0)])
+        ch = target if target is not None else self.pick([(1, 0), (2, 0)])
         return f" width={_channels_text(ch)}", ch
 
     # -- ops
-    def op(self, name: str, s: _State, *, keep_shape: bool = False, target=None) -> _State:
+    def op(self, name: str, s: State, *, keep_shape: bool = False, target=None) -> State:
         """Emit `name` (after whatever it needs first) and return the new state."""
-        case = OP_CASES[name]
-        s = case.prepare(self, s)
-        return case.emit(self, s, keep_shape=keep_shape, target=target)
+        cls = REGISTRY[name]
+        s = cls.draw_prepare(self, s)
+        return cls.draw(self, s, keep_shape=keep_shape, target=target)
 
-    def linear(self, s: _State, *, keep_shape: bool = False, target=None) -> _State:
-        name = "conv" if s.rank and not self.draw(st.booleans()) else "dense"
+    def linear(self, s: State, *, keep_shape: bool = False, target=None) -> State:
+        name = "conv" if s.rank and not self.flag() else "dense"
         return self.op(name, s, keep_shape=keep_shape, target=target)
 
-    def random_op(self, s: _State, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> _State:
-        names = [n for n, c in OP_CASES.items() if c.random and c.applies(self, s, keep_shape)]
-        if not allow_blocks:
-            names = [n for n in names if not OP_CASES[n].block]
-        if not linear:  # keep the channels too (`applies` holds, so no op brings a dense/conv first)
-            names = [n for n in names if n not in ("dense", "conv")]
-        names.sort(key=lambda n: (PREFERRED.index(n) if n in PREFERRED else len(PREFERRED), n))
-        return self.op(_pick(self.draw, names), s, keep_shape=keep_shape)
+    def random_op(self, s: State, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> State:
+        names = [n for n, cls in _ops().items() if cls.draw_applies(self, s, keep_shape)
+                 and (allow_blocks or not cls.block) and (linear or cls.fresh != "yes")]
+        return self.op(self.pick(names), s, keep_shape=keep_shape)
 
-    def chain(self, s: _State, length: int, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> _State:
+    def chain(self, s: State, length: int, keep_shape: bool, allow_blocks: bool, linear: bool = True) -> State:
         for _ in range(length):
             s = self.random_op(s, keep_shape, allow_blocks, linear)
         return s
 
     # -- blocks
-    def branch_body(self, s: _State, own_linear: bool, target, allow_blocks: bool) -> _State:
+    def branch_body(self, s: State, own_linear: bool, target, allow_blocks: bool) -> State:
         """A shape-keeping chain; with `own_linear`, it ends in a dense/conv of
         `target` channels (None: any)."""
         start = len(self.lines)
-        s = self.chain(s, _count(self.draw, 0, 2, 0), True, allow_blocks)
+        s = self.chain(s, self.count(0, 2, 0), True, allow_blocks)
         if own_linear:
             s = self.linear(s, keep_shape=True, target=target)
         if len(self.lines) == start:
             self.emit("identity")
         return s
 
+    def parallel(self, kind: str, n: int, body) -> list:
+        """`parallel KIND:` with n `branch:` blocks; body(i) writes branch i and returns its state."""
+        self.emit(f"parallel {kind}:")
+        self.indent += 1
+        branches = []
+        for i in range(n):
+            self.emit("branch:")
+            self.indent += 1
+            branches.append(body(i))
+            self.indent -= 1
+        self.indent -= 1
+        return branches
 
-@dataclass(frozen=True)
-class OpCase:
-    """Test parameters of one op: when it applies, what it needs before it,
-    and how to write it with random arguments.
-
-    applies(gen, state, keep_shape) -> bool: can it be drawn here at random;
-    prepare(gen, state) -> state: emit what must come first (e.g. a dense
-    layer before an activation); emit(gen, state, keep_shape=, target=) ->
-    state: write the op itself."""
-
-    applies: object
-    prepare: object
-    emit: object
-    random: bool = True  # drawn among random ops (input is not)
-    block: bool = False  # written as a block (sum, concat)
-
-
-# Formulas for `act`: closed-form duals and Gauss-Hermite ones.
-ACT_FORMULAS = ("tanh(x)", "x*erf(x)", "x**2 - 1", "max(x, 0.3*x)", "exp(-x**2/2)", "cos(x) + x/2")
-
-# -- rows of OP_CASES ---------------------------------------------------------------
-
-def _always(gen, s, keep_shape):
-    return True
-
-
-def _spatial(gen, s, keep_shape):
-    return s.rank > 0
-
-
-def _nothing(gen, s):
-    return s
-
-
-def _need_spatial(gen, s):
-    if s.rank == 0:
-        raise SpecError("internal: op needs spatial axes")  # callers check `applies`
-    return s
-
-
-def _need_gauss(gen, s):
-    return s if s.kind == "gauss" else gen.linear(s)
-
-
-def _need_fresh(gen, s):
-    return s if s.fresh and s.kind == "gauss" else gen.linear(s)
-
-
-def _emit_dense(gen, s, keep_shape=False, target=None):
-    width, ch = gen.width_arg(target)
-    gen.budget -= 1
-    gen.emit(f"dense{width} w_std={gen.w_std()}{gen.b_std()}")
-    return _State(s.spatial, "gauss", True, ch)
-
-
-def _emit_conv(gen, s, keep_shape=False, target=None):
-    draw = gen.draw
-    window = tuple(_count(draw, 1, min(3, n), 3) for n in s.spatial)
-    padding = _pick(draw, ["same", "circular"] if keep_shape else ["same", "valid", "circular"])
-    stride = (1,) * s.rank
-    if not keep_shape and draw(st.booleans()):
-        stride = tuple(_count(draw, 1, 2, 2) for _ in s.spatial)
-    out = tuple(padding_amounts(n, k, st_, padding)[2] for n, k, st_ in zip(s.spatial, window, stride))
-    width, ch = gen.width_arg(target)
-    gen.budget -= 1
-    args = ["x".join(map(str, window)) if s.rank > 1 else str(window[0])]
-    if padding != "valid" or draw(st.booleans()):
-        args.append(padding)
-    if stride != (1,) * s.rank:
-        args.append("stride=" + ("x".join(map(str, stride)) if s.rank > 1 and len(set(stride)) > 1 else str(stride[0])))
-    gen.emit(f"conv {' '.join(args)}{width} w_std={gen.w_std()}{gen.b_std()}")
-    return _State(out, "gauss", True, ch)
-
-
-def _activation(text):
-    def emit(gen, s, keep_shape=False, target=None):
-        gen.emit(text(gen))
-        return replace(s, kind="other", fresh=False)
-    return OpCase(applies=lambda gen, s, keep_shape: s.kind == "gauss", prepare=_need_gauss, emit=emit)
-
-
-def _emit_identity(gen, s, keep_shape=False, target=None):
-    gen.emit("identity")
-    return s
-
-
-def _emit_layernorm(gen, s, keep_shape=False, target=None):
-    gen.emit("layernorm")
-    return replace(s, fresh=False)
-
-
-def _emit_avgpool(gen, s, keep_shape=False, target=None):
-    draw = gen.draw
-    window = tuple(_count(draw, 1, min(3, n), 2) for n in s.spatial)
-    if keep_shape:
-        padding, stride = "same", (1,) * s.rank
-    else:
-        padding = _pick(draw, ["same", "valid"])
-        stride = None if draw(st.booleans()) else tuple(_count(draw, 1, 2, 1) for _ in s.spatial)
-    eff = window if stride is None else stride
-    out = tuple(padding_amounts(n, k, st_, padding)[2] for n, k, st_ in zip(s.spatial, window, eff))
-    args = ["x".join(map(str, window)) if s.rank > 1 else str(window[0])]
-    if padding != "valid" or draw(st.booleans()):
-        args.append(padding)
-    if stride is not None:
-        args.append("stride=" + ("x".join(map(str, stride)) if s.rank > 1 else str(stride[0])))
-    gen.emit(f"avgpool {' '.join(args)}")
-    return replace(s, spatial=out)
-
-
-def _emit_gap(gen, s, keep_shape=False, target=None):
-    gen.emit("gap")
-    return replace(s, spatial=())
-
-
-def _emit_flatten(gen, s, keep_shape=False, target=None):
-    gen.emit("flatten")
-    p = math.prod(s.spatial)
-    return replace(s, spatial=(), channels=(s.channels[0] * p, s.channels[1] * p))
-
-
-def _join_kind(states) -> str:
-    kinds = {s.kind for s in states}
-    return kinds.pop() if len(kinds) == 1 else "other"
-
-
-def _parallel(gen, kind: str, n: int, body) -> list:
-    """`parallel KIND:` with n `branch:` blocks; body(i) writes branch i and returns its state."""
-    gen.emit(f"parallel {kind}:")
-    gen.indent += 1
-    branches = []
-    for i in range(n):
-        gen.emit("branch:")
-        gen.indent += 1
-        branches.append(body(i))
-        gen.indent -= 1
-    gen.indent -= 1
-    return branches
-
-
-def _emit_sum(gen, s, keep_shape=False, target=None):
-    """A residual block or a parallel sum; at most one branch without a dense/conv of its own."""
-    draw = gen.draw
-    if draw(st.booleans()):
-        gen.emit("residual:")
-        gen.indent += 1
-        out = gen.branch_body(s, True, s.channels, allow_blocks=False)
-        gen.indent -= 1
-        branches = [s, out]
-    else:
-        n = _count(draw, 2, 3, 2)
-        passthrough = _count(draw, -1, n - 1, 0)  # -1: every branch has its own layer
-        target_ch = s.channels if passthrough >= 0 else (None if gen.param == "ntk" else s.channels)
-
-        def body(i):
-            if i != passthrough:
-                return gen.branch_body(s, True, target_ch, allow_blocks=False)
-            start = len(gen.lines)
-            b = gen.chain(s, _count(draw, 0, 1, 1), True, allow_blocks=False, linear=False)
-            if len(gen.lines) == start:
-                gen.emit("identity")
-            return b
-
-        branches = _parallel(gen, "sum", n, body)
-    chans = [b.channels for b in branches if b.channels != (1, 0) or gen.param != "ntk"]
-    channels = chans[0] if chans else (1, 0)
-    return _State(s.spatial, _join_kind(branches), all(b.fresh for b in branches), channels)
-
-
-def _emit_concat(gen, s, keep_shape=False, target=None):
-    draw = gen.draw
-    n = _count(draw, 2, 3, 2)
-    # Width-less branches are weighed equally by the rule: under ntk, every
-    # branch must then have the same finite channel count.
-    all_linear = gen.param == "ntk" and s.channels != (1, 0)
-    branches = _parallel(gen, "concat", n,
-                         lambda i: gen.branch_body(s, all_linear or draw(st.booleans()), None, allow_blocks=False))
-    channels = (sum(b.channels[0] for b in branches), sum(b.channels[1] for b in branches))
-    return _State(s.spatial, _join_kind(branches), all(b.fresh for b in branches), channels)
-
-
-def _no_emit(gen, s, keep_shape=False, target=None):  # the input statement is written by `specs`
-    return s
-
-
-def _fanin_applies(gen, s, keep_shape):
-    return gen.budget >= 2
-
-
-OP_CASES: dict[str, OpCase] = {
-    "input": OpCase(applies=_always, prepare=_nothing, emit=_no_emit, random=False),
-    "dense": OpCase(applies=lambda gen, s, keep_shape: gen.budget > 0, prepare=_nothing, emit=_emit_dense),
-    "conv": OpCase(applies=lambda gen, s, keep_shape: s.rank > 0 and gen.budget > 0, prepare=_need_spatial,
-                   emit=_emit_conv),
-    "relu": _activation(lambda gen: "relu"),
-    "erf": _activation(lambda gen: "erf"),
-    "gelu": _activation(lambda gen: "gelu"),
-    "leaky_relu": _activation(lambda gen: f"leaky_relu alpha={_pick(gen.draw, [0.2, -0.3, 0.05, 0.5])}"),
-    "abrelu": _activation(lambda gen: "abrelu a=%s b=%s" % _pick(gen.draw, [(-0.4, 1.2), (0.3, 0.8), (1.1, -0.5),
-                                                                              (0.0, 1.0), (-1.0, -0.2)])),
-    "sin": _activation(lambda gen: "sin a=%s b=%s c=%s" % _pick(gen.draw, [(1.2, 0.9, 0.3), (1.0, 1.0, 0.0),
-                                                                            (0.7, 1.5, -1.2), (1.5, 0.4, 0.8)])),
-    "act": _activation(lambda gen: 'act "%s"' % gen.draw(st.sampled_from(ACT_FORMULAS))),
-    "identity": OpCase(applies=_always, prepare=_nothing, emit=_emit_identity),
-    "layernorm": OpCase(applies=lambda gen, s, keep_shape: s.fresh and s.kind == "gauss", prepare=_need_fresh,
-                        emit=_emit_layernorm),
-    "avgpool": OpCase(applies=_spatial, prepare=_need_spatial, emit=_emit_avgpool),
-    "gap": OpCase(applies=lambda gen, s, keep_shape: s.rank > 0 and not keep_shape, prepare=_need_spatial,
-                  emit=_emit_gap),
-    "flatten": OpCase(applies=lambda gen, s, keep_shape: not keep_shape or s.rank == 0, prepare=_nothing,
-                      emit=_emit_flatten),
-    "sum": OpCase(applies=_fanin_applies, prepare=_nothing, emit=_emit_sum, block=True),
-    "concat": OpCase(applies=_fanin_applies, prepare=_nothing, emit=_emit_concat, block=True),
-}
-
-# Random ops tried first (hypothesis shrinks towards them), then the rest by name.
-PREFERRED = ("relu", "sum", "conv", "dense", "concat", "erf", "avgpool")
-NEEDS_SPATIAL = frozenset({"conv", "avgpool", "gap"})
-
-
-def _check_table() -> None:
-    missing = sorted(set(REGISTRY) - set(OP_CASES))
-    if missing:
-        raise AssertionError(f"ops without test parameters in infkernel.testing.OP_CASES: {', '.join(missing)}")
+    @staticmethod
+    def join_kind(states) -> str:
+        kinds = {s.kind for s in states}
+        return kinds.pop() if len(kinds) == 1 else "other"
 
 
 # -- strategies ---------------------------------------------------------------------
@@ -402,19 +207,17 @@ def _input_dims(draw, rank: int) -> tuple[int, ...]:
     return (_count(draw, 3, 4, 4), _count(draw, 3, 4, 3), _count(draw, 1, 3, 2))
 
 
-REDUCES_RANK = ("gap", "flatten")
-
-
 def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extra: int = 3) -> str:
-    _check_table()
-    unknown = sorted(set(include) - set(OP_CASES))
+    unknown = sorted(set(include) - set(REGISTRY))
     if unknown:
         raise SpecError(f"unknown ops in include: {unknown}")
     param = parameterization or _pick(draw, ["ntk", "standard"])
-    needs_rank = any(name in NEEDS_SPATIAL for name in include)
+    needs_spatial = {name for name, cls in REGISTRY.items() if cls.needs_spatial}
+    reduces_rank = [name for name, cls in _ops().items() if cls.reduces_rank]
+    needs_rank = any(name in needs_spatial for name in include)
     rank = _count(draw, 1 if needs_rank else 0, 2, 1)
     dims = _input_dims(draw, rank)
-    gen = _Gen(draw, param, max_layers + 2 * len(include))
+    gen = Gen(draw, param, max_layers + 2 * len(include))
     head = [f"input {'x'.join(map(str, dims))}", f"parameterization {param}"]
     if param == "standard":
         head.append(f"let width = {_pick(draw, [32, 16, 64])}")
@@ -422,16 +225,16 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
         value = draw(st.sampled_from(["sqrt(2)", "1.2", "2 ** 0.5 * 0.9", "(1 + 0.5) / 1.1"]))
         head.append(f"let s = {value}")
         gen.names["s"] = 0.0
-    s = _State(tuple(dims[:-1]), "det", False, (0, dims[-1]))
+    s = State(tuple(dims[:-1]), "det", False, (0, dims[-1]))
     # Required ops in random order, those removing the spatial axes last.
-    keep = [name for name in include if name != "input" and name not in REDUCES_RANK]
-    required = (list(draw(st.permutations(keep))) if keep else []) + [n for n in REDUCES_RANK if n in include]
+    keep = [name for name in include if REGISTRY[name].drawn and name not in reduces_rank]
+    required = (list(draw(st.permutations(keep))) if keep else []) + [n for n in reduces_rank if n in include]
     extra = _count(draw, 0, max_extra, 1)
     slots = ["req"] * len(required) + ["any"] * extra
     slots = draw(st.permutations(slots)) if slots else []
     repeated = False
     for slot in slots:
-        spatial_left = any(n in NEEDS_SPATIAL for n in required)
+        spatial_left = any(n in needs_spatial for n in required)
         if slot == "req":
             s = gen.op(required.pop(0), s)
         elif not repeated and gen.budget >= 2 and _count(draw, 0, 3, 1) == 0:
@@ -445,7 +248,7 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
             s = gen.random_op(s, keep_shape=spatial_left and s.rank > 0, allow_blocks=True)
     # readout: remove spatial axes, then usually a dense layer
     if s.rank:
-        s = gen.op(_pick(draw, REDUCES_RANK), s)
+        s = gen.op(_pick(draw, reduces_rank), s)
     ending = _pick(draw, ["dense", "activation", "dense", "none", "dense"])
     if ending == "activation":
         s = gen.op(_pick(draw, ["relu", "erf", "gelu"]), s)

@@ -123,7 +123,6 @@ from .finite import FiniteNet, finite_shapes, network
 from .graph import Graph
 from .kernel import as_graph
 from .ops import Shape
-from .ops.linear import _Linear
 
 __all__ = [
     "PARAMETERIZATIONS",
@@ -207,7 +206,7 @@ def _output_linear(graph: Graph) -> int | None:
     """The dense/conv node whose channels reach the output unchanged (through activations), or None."""
     node = graph.output
     while True:
-        if isinstance(node.op, _Linear):
+        if node.op.fresh == "yes":  # a dense-like layer with a width
             return node.id
         if len(node.inputs) != 1:
             return None
@@ -233,7 +232,7 @@ def concrete_graph(spec, width: int, n_out: int | None = None, parameterization:
         raise SpecError(f"the network's output still has spatial axes ({graph.output.shape})", graph.output.where,
                         "end it with flatten or gap, then dense")
     shapes = finite_shapes(graph, width)
-    widths = {n.id: shapes[n.id].channels for n in graph.nodes if isinstance(n.op, _Linear) and n.op.width is None}
+    widths = {n.id: shapes[n.id].channels for n in graph.nodes if n.op.fresh == "yes" and n.op.width is None}
     if n_out is not None and shapes[-1].channels != n_out:
         out = _output_linear(graph)
         if out is None or graph.nodes[out].op.width is not None:
@@ -317,7 +316,7 @@ def init_params(net: FiniteNet, seed: int) -> dict:
     params, fallback = {}, None
     for node_id in sorted(structure):
         sub, node, ctx = structure[node_id], net.graph.nodes[node_id], net.ctxs[node_id]
-        if not (isinstance(node.op, _Linear) and isinstance(sub, dict) and set(sub) <= {"w", "b"}):
+        if not (node.op.linear and isinstance(sub, dict) and set(sub) <= {"w", "b"}):
             fallback = fallback if fallback is not None else net.init(jax.random.PRNGKey(seed), jnp.float32)
             params[node_id] = fallback[node_id]
             continue

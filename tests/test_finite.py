@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from scipy.special import erf
 
 import infkernel as ik
 from infkernel.engine import precision
@@ -17,133 +16,16 @@ from infkernel.finite import FiniteNet, empirical_kernels, finite_shapes, host_k
 from infkernel.ops import REGISTRY
 from infkernel.testing import specs
 
-# -- NumPy references of every op's forward pass ------------------------------------------------
-
-
-def _pads(n, k, s, padding):
-    if padding == "valid":
-        return 0, 0, (n - k) // s + 1
-    out = -(-n // s)
-    total = max((out - 1) * s + k - n, 0)
-    return total // 2, total - total // 2, out
-
-
-def np_conv(x, w, stride, padding):
-    """x (n, *S, c), w (*window, c, o): y[p] = sum over taps t of x[s p + t] @ w[t]."""
-    rank = x.ndim - 2
-    window = w.shape[:rank]
-    pads = [_pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
-    mode = "wrap" if padding == "circular" else "constant"
-    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in pads] + [(0, 0)], mode=mode)
-    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in pads) + (w.shape[-1],))
-    for p in np.ndindex(*out.shape[1:-1]):
-        for t in np.ndindex(*window):
-            src = tuple(s * pi + ti for s, pi, ti in zip(stride, p, t))
-            out[(slice(None),) + p] += xp[(slice(None),) + src] @ w[t]
-    return out
-
-
-def np_avgpool(x, window, stride, padding):
-    rank = x.ndim - 2
-    pads = [_pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
-    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in pads] + [(0, 0)])
-    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in pads) + (x.shape[-1],))
-    for p in np.ndindex(*out.shape[1:-1]):
-        for t in np.ndindex(*window):
-            out[(slice(None),) + p] += xp[(slice(None),) + tuple(s * pi + ti for s, pi, ti in zip(stride, p, t))]
-    return out / math.prod(window)
-
-
-def _linear(params, node_id, scale_w, scale_b):
-    p = params[node_id]
-    return np.asarray(p["w"], np.float64) * scale_w, (np.asarray(p["b"], np.float64) * scale_b if "b" in p else 0.0)
-
-
-def ref_dense(x, params, ntk):
-    c = x.shape[-1]
-    w, b = _linear(params, 1, 1.3 / math.sqrt(c) if ntk else 1.0, 0.4 if ntk else 1.0)
-    return x @ w + b
-
-
-def ref_conv(padding, stride):
-    def ref(x, params, ntk):
-        window = params[1]["w"].shape[:-2]
-        w, b = _linear(params, 1, 1.3 / math.sqrt(x.shape[-1] * math.prod(window)) if ntk else 1.0,
-                       0.4 if ntk else 1.0)
-        return np_conv(x, w, stride, padding) + b
-    return ref
-
-
-def ref_layernorm(x, params, ntk):
-    w, _ = _linear(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
-    h = x @ w
-    h = h - h.mean(-1, keepdims=True)
-    return h / np.sqrt((h ** 2).mean(-1, keepdims=True))
-
-
-def ref_residual(x, params, ntk):
-    w, _ = _linear(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
-    return x + x @ w
-
-
-def _gelu(x):
-    return x * (1 + erf(x / math.sqrt(2))) / 2
-
-
-def after_dense(fn):
-    """Reference of `dense width=5` (w_std=1, no bias) then an elementwise fn:
-    activations need Gaussian pre-activations."""
-    def ref(x, params, ntk):
-        w, _ = _linear(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
-        return fn(x @ w)
-    return ref
-
-
-def _act(layer, fn):
-    return [("dense width=5\n" + layer, (5, 2), after_dense(fn))]
-
-
-# op -> [(layers after `input DIMS`, input dims, reference(x, params, ntk?))]; the
-# dense/conv under test is node 1 with w_std=1.3 b_std=0.4.
-REFERENCES = {
-    "input": [("identity", (4, 3), lambda x, p, ntk: x)],
-    "dense": [("dense width=5 w_std=1.3 b_std=0.4", (3,), ref_dense),
-              ("dense width=5 w_std=1.3 b_std=0.4", (4, 3), ref_dense)],
-    "conv": [(f"conv {win} {pad} stride={st} width=4 w_std=1.3 b_std=0.4", dims, ref_conv(pad, stride))
-             for win, pad, st, stride, dims in [
-                 ("3", "valid", "1", (1,), (6, 2)), ("3", "same", "2", (2,), (7, 2)),
-                 ("2", "circular", "1", (1,), (5, 3)), ("3x2", "same", "2x1", (2, 1), (5, 4, 2)),
-                 ("2x3", "circular", "2", (2, 2), (4, 5, 3)), ("3x3", "valid", "1", (1, 1), (5, 5, 1))]],
-    "relu": _act("relu", lambda h: np.maximum(h, 0)),
-    "erf": _act("erf", erf),
-    "gelu": _act("gelu", _gelu),
-    "leaky_relu": _act("leaky_relu alpha=0.1", lambda h: np.where(h >= 0, h, 0.1 * h)),
-    "abrelu": _act("abrelu a=-0.3 b=2", lambda h: np.where(h >= 0, 2 * h, -0.3 * h)),
-    "sin": _act("sin a=1.5 b=0.7 c=0.2", lambda h: 1.5 * np.sin(0.7 * h + 0.2)),
-    "act": _act('act "x*erf(x)"', lambda h: h * erf(h)) + _act('act "tanh(2*x)"', lambda h: np.tanh(2 * h)),
-    "identity": [("identity", (5, 2), lambda x, p, ntk: x)],
-    "layernorm": [("dense width=6\nlayernorm", (4, 3), ref_layernorm)],
-    "avgpool": [(f"avgpool {win} {pad}{' stride=' + st if st else ''}", dims,
-                 (lambda w, s, pad: lambda x, p, ntk: np_avgpool(x, w, s, pad))(window, stride, pad))
-                for win, pad, st, window, stride, dims in [
-                    ("2", "valid", "", (2,), (2,), (5, 2)), ("3", "same", "1", (3,), (1,), (5, 2)),
-                    ("2x2", "same", "", (2, 2), (2, 2), (5, 3, 2)), ("3x2", "valid", "1x2", (3, 2), (1, 2), (5, 5, 1))]],
-    "gap": [("gap", (4, 3, 2), lambda x, p, ntk: x.mean((1, 2))), ("gap", (5, 2), lambda x, p, ntk: x.mean(1))],
-    "flatten": [("flatten", (4, 3, 2), lambda x, p, ntk: x.reshape(x.shape[0], -1))],
-    "sum": [("residual:\n    dense width=3", (4, 3), ref_residual)],
-    "concat": [("dense width=5\nparallel concat:\n    branch:\n        identity\n    branch:\n        relu", (4, 3),
-                after_dense(lambda h: np.concatenate([h, np.maximum(h, 0)], -1)))],
-}
-
+# -- every op's forward pass against its NumPy reference (`Op.examples`) --------------------------
 
 def test_every_op_has_a_reference():
-    assert set(REFERENCES) == set(REGISTRY), sorted(set(REGISTRY) ^ set(REFERENCES))
+    assert not [name for name, cls in REGISTRY.items() if not cls.examples()]
 
 
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
-@pytest.mark.parametrize("name", sorted(REFERENCES))
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_forward_pass_matches_numpy(name, parameterization):
-    for layers, dims, reference in REFERENCES[name]:
+    for layers, dims, reference in REGISTRY[name].examples():
         text = f"input {'x'.join(map(str, dims))}\nparameterization {parameterization}\n{layers}\n"
         net = network(text, width=7)
         x = np.random.default_rng(0).normal(size=(3,) + dims)

@@ -38,3 +38,13 @@ def test_readme_explain_output_is_what_explain_prints(tmp_path, capsys):
             f"README line {line!r} is not what explain prints: {printed[at] if at < len(printed) else 'nothing'!r}"
         at, skipping = at + 1, False
     assert at == len(printed), "explain prints more than the README shows, without a '...'"
+
+
+def test_readme_op_table_lists_every_op():
+    """Every op a spec can name has a row in the README's op table (or, for joins, a `parallel NAME:` mention)."""
+    from infkernel.ops import REGISTRY
+    text = (ROOT / "README.md").read_text()
+    table = "\n".join(line for line in text.splitlines() if line.startswith("  | `"))
+    missing = [name for name, cls in REGISTRY.items() if cls.keyword and name != "input" and f"`{name}`" not in table]
+    missing += [name for name, cls in REGISTRY.items() if cls.arity == -1 and f"`parallel {name}:`" not in text]
+    assert not missing, f"ops missing from the README's op table: {missing}"

@@ -20,7 +20,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, Unex
 from lark.indenter import Indenter
 
 from ..errors import SpecError, Where
-from ..graph import At, Graph, Parallel, Repeat, Residual, build
+from ..graph import At, Graph, Parallel, Repeat, Residual, build, join_modes
 from ..ops import REGISTRY
 
 KEYWORDS = ("input", "parameterization", "let", "repeat", "residual", "parallel", "branch", "block")
@@ -249,8 +249,8 @@ class _Resolver:
 
     def parallel(self, stmt, c, scope):
         mode = str(c[0])
-        if mode not in ("sum", "concat"):
-            raise SpecError(f"parallel blocks join by sum or concat, not {mode!r}", self.at(c[0]))
+        if mode not in join_modes():
+            raise SpecError(f"parallel blocks join by {' or '.join(join_modes())}, not {mode!r}", self.at(c[0]))
         branches = [self.suite(b.children[0], scope) for b in c[1:]]
         return [Parallel(mode, *branches, where=self.at(stmt))]
 
@@ -272,7 +272,7 @@ class _Resolver:
             candidates = [k for k, v in REGISTRY.items() if v.keyword and k != "input"] + list(self.blocks)
             close = difflib.get_close_matches(key, candidates, n=1)
             hint = f"did you mean {close[0]!r}?" if close else None
-            if key in ("sum", "concat"):
+            if key in join_modes():
                 hint = f"{key} joins branches: write `parallel {key}:`"
             elif key in KEYWORDS:
                 hint = f"{key} has its own syntax"

@@ -1,12 +1,20 @@
-"""All ops. Importing this package fills `REGISTRY`."""
-from .base import DIAG, PAIRS, REGISTRY, Cov, Ctx, Op, Shape
-from .act import Act
-from .activations import Abrelu, Activation, Erf, Gelu, Identity, LeakyRelu, Relu, Sin
-from .linear import Conv, Dense
-from .normalization import Layernorm
-from .pooling import Avgpool, Flatten, Gap
-from .structure import Concat, Input, Sum
+"""All ops. Importing this package imports every module in it, which fills
+`REGISTRY`; each registered op class is exported under its class name, so a
+new op is one module (see `infkernel.ops.base` on how to add one)."""
+import importlib as _importlib
+import pkgutil as _pkgutil
 
-__all__ = ["REGISTRY", "Op", "Shape", "Cov", "Ctx", "DIAG", "PAIRS", "Act", "Activation", "Abrelu", "Avgpool",
-           "Concat", "Conv", "Dense", "Erf", "Flatten", "Gap", "Gelu", "Identity", "Input", "Layernorm",
-           "LeakyRelu", "Relu", "Sin", "Sum"]
+from .base import DIAG, PAIRS, REGISTRY, Cov, Ctx, Op, Shape
+
+for _module in _pkgutil.iter_modules(__path__):
+    _importlib.import_module(f"{__name__}.{_module.name}")
+
+from .activations import Activation  # noqa: E402
+from .linear import Affine  # noqa: E402
+from .window import Windowed  # noqa: E402
+
+OPS = {cls.__name__: cls for cls in REGISTRY.values()}
+globals().update(OPS)
+
+__all__ = ["REGISTRY", "OPS", "Op", "Shape", "Cov", "Ctx", "DIAG", "PAIRS", "Activation", "Affine", "Windowed",
+           *sorted(OPS)]

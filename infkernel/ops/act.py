@@ -9,8 +9,11 @@ jitted code as the hand-written activations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .activations import Activation
+import numpy as np
+
+from .activations import Activation, Erf
 from .base import register
 
 
@@ -21,6 +24,10 @@ class Act(Activation):
 
     name = "act"
     positional = {"string": "formula"}
+    # Formulas the tests draw: closed-form duals and Gauss-Hermite ones.
+    FORMULAS: ClassVar[tuple[str, ...]] = ("tanh(x)", "x*erf(x)", "x**2 - 1", "max(x, 0.3*x)", "exp(-x**2/2)",
+                                           "cos(x) + x/2")
+    example = ('act "x*erf(x)"', lambda h: h * Erf._np_erf(h), 'act "tanh(2*x)"', lambda h: np.tanh(2 * h))
     formula: str
     degree: int | None = None
 
@@ -38,6 +45,10 @@ class Act(Activation):
 
     def fn(self, x):
         return self.symbolic.fn(x)
+
+    @classmethod
+    def draw_text(cls, gen):
+        return 'act "%s"' % gen.pick(list(cls.FORMULAS))
 
     def dual(self, c, v1, v2, need_dot):
         return self.symbolic.dual(c, v1, v2, need_dot)

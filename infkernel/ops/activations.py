@@ -11,21 +11,54 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import erf
 
+from dataclasses import replace
+
+import numpy as np
+
+from . import reference
 from .base import Cov, Ctx, Op, check, outer_vars, register
 
 
 class Activation(Op):
     """An elementwise activation: subclasses give `fn` and `dual`. The dual
     assumes Gaussian pre-activations, so the graph builder requires the input
-    to come from a fresh dense or conv layer (or a linear image of one)."""
+    to come from a fresh dense or conv layer (or a linear image of one).
+
+    Tests: `draw_text(gen)` writes the op with random arguments (default: its
+    name); `example` is (spec line, NumPy function) for the forward-pass test."""
 
     needs_gaussian_input = True
+    reads_variances = True
+    example: ClassVar[tuple] = ()
+
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return s.kind == "gauss"
+
+    @classmethod
+    def draw_prepare(cls, gen, s):
+        return s if s.kind == "gauss" else gen.linear(s)
+
+    @classmethod
+    def draw_text(cls, gen) -> str:
+        return cls.name
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        gen.emit(cls.draw_text(gen))
+        return replace(s, kind="other", fresh=False)
+
+    @classmethod
+    def examples(cls):
+        return [("dense width=5\n" + text, (5, 2), reference.after_dense(fn))
+                for text, fn in zip(cls.example[::2], cls.example[1::2])]
 
     def fn(self, x):
         raise NotImplementedError
@@ -134,6 +167,8 @@ class Relu(Activation):
     """max(x, 0); Cho & Saul 2009, arc-cosine kernel of degree 1."""
 
     name = "relu"
+    draw_priority = 0
+    example = ("relu", lambda h: np.maximum(h, 0))
 
     def fn(self, x):
         return jax.nn.relu(x)
@@ -154,7 +189,12 @@ class LeakyRelu(Activation):
 
     name = "leaky_relu"
     positional = {"number": "alpha"}
+    example = ("leaky_relu alpha=0.1", lambda h: np.where(h >= 0, h, 0.1 * h))
     alpha: float = 0.01
+
+    @classmethod
+    def draw_text(cls, gen):
+        return f"leaky_relu alpha={gen.pick([0.2, -0.3, 0.05, 0.5])}"
 
     def fn(self, x):
         return jnp.where(x >= 0, x, self.alpha * x)
@@ -174,8 +214,13 @@ class Abrelu(Activation):
     """a x for x < 0, b x for x >= 0 (neural-tangents' ABRelu)."""
 
     name = "abrelu"
+    example = ("abrelu a=-0.3 b=2", lambda h: np.where(h >= 0, 2 * h, -0.3 * h))
     a: float
     b: float
+
+    @classmethod
+    def draw_text(cls, gen):
+        return "abrelu a=%s b=%s" % gen.pick([(-0.4, 1.2), (0.3, 0.8), (1.1, -0.5), (0.0, 1.0), (-1.0, -0.2)])
 
     def fn(self, x):
         return jnp.where(x >= 0, self.b * x, self.a * x)
@@ -197,6 +242,14 @@ class Erf(Activation):
     kdot = (4/pi) / sqrt((1 + 2 v1)(1 + 2 v2) - 4 c^2)."""
 
     name = "erf"
+    draw_priority = 5
+
+    @staticmethod
+    def _np_erf(h):
+        from scipy.special import erf as np_erf
+        return np_erf(h)
+
+    example = ("erf", lambda h: Erf._np_erf(h))
 
     def fn(self, x):
         return erf(x)
@@ -225,6 +278,7 @@ class Gelu(Activation):
     kdot = 1/4 + A/(2 pi) + c/(2 pi D) (1/D^2 + (1 - P)/P1 + 1)."""
 
     name = "gelu"
+    example = ("gelu", lambda h: h * (1 + Erf._np_erf(h / math.sqrt(2))) / 2)
 
     def fn(self, x):
         return jax.nn.gelu(x, approximate=False)
@@ -260,12 +314,17 @@ class Sin(Activation):
     kdot = a^2 b^2/2 (e^{-b^2(v1+v2-2s)/2} + cos(2c) e^{-b^2(v1+v2+2s)/2})."""
 
     name = "sin"
+    example = ("sin a=1.5 b=0.7 c=0.2", lambda h: 1.5 * np.sin(0.7 * h + 0.2))
     a: float = 1.0
     b: float = 1.0
     c: float = 0.0
 
     def fn(self, x):
         return self.a * jnp.sin(self.b * x + self.c)
+
+    @classmethod
+    def draw_text(cls, gen):
+        return "sin a=%s b=%s c=%s" % gen.pick([(1.2, 0.9, 0.3), (1.0, 1.0, 0.0), (0.7, 1.5, -1.2), (1.5, 0.4, 0.8)])
 
     note = "closed form (Gaussian characteristic function)"
 
@@ -293,6 +352,24 @@ class Identity(Activation):
     name = "identity"
     fresh = "inherit"
     needs_gaussian_input = False
+    reads_variances = False
+
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return True
+
+    @classmethod
+    def draw_prepare(cls, gen, s):
+        return s
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        gen.emit(cls.name)
+        return s
+
+    @classmethod
+    def examples(cls):
+        return [("identity", (5, 2), lambda x, p, ntk: x)]
 
     def fn(self, x):
         return x

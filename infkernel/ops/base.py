@@ -3,12 +3,47 @@
 A class carries everything about its op: the DSL keyword (`name`, which is
 also the registry key and, without underscores, the lower-cased class name),
 its arguments (dataclass fields), its shape rule (`shape`), its finite-width
-forward pass (`init`, `apply`) and its infinite-width kernel rule (`kernel`).
-The parser, the graph builder, the compiler, the finite network and the tests
-all iterate `REGISTRY`.
+forward pass (`init`, `apply`), its infinite-width kernel rule (`kernel`),
+its printed rule (`explain`), the capabilities the rest of the library asks
+about (class attributes, below), and its tests: a hypothesis strategy
+(`draw_applies`, `draw_prepare`, `draw`, used by `infkernel.testing.specs`)
+and forward-pass references (`examples`, used by tests/test_finite.py).
+The parser, the graph builder, the compiler, the finite network, the export
+lists and the tests all iterate `REGISTRY`; nothing else names an op.
+
+How to add an op
+----------------
+1. Write one module in `infkernel/ops/` (every module of the package is
+   imported by `infkernel/ops/__init__.py`, so registering is importing).
+   Declare a frozen dataclass decorated with `@register`, named after its
+   keyword (`conv_local` -> `ConvLocal`); its fields are the spec arguments,
+   `positional` maps positional token kinds to fields. Windowed ops
+   (window/stride/padding) derive from `infkernel.ops.window.Windowed`, fresh
+   dense-like layers (w_std, b_std, width) from `infkernel.ops.linear.Affine`,
+   activations from `infkernel.ops.activations.Activation` (then only `fn`,
+   `dual` and `dual_expr` are needed), joins of branches (`parallel NAME:`)
+   set `arity = -1`, `keyword = False` and implement `kernel_fanin`.
+2. Implement `shape`, `kernel` (cite paper and equation in the docstring),
+   `explain`, `init`/`apply` (the finite network: Monte Carlo and `compare`
+   use it), and `validate` (SpecError with a hint for bad arguments).
+3. Declare capabilities instead of editing other modules: `reads_variances`
+   (the rule reads var1/var2; the compiler records them), `needs_layout`
+   (PAIRS for ops that mix positions), `needs_spatial`, `reduces_rank`,
+   `fresh` and `needs_gaussian_input`/`needs_centred_input` (the graph
+   builder's exactness rules), `linear` (finite NTK by input patches),
+   `same_channels` and `max_correlated_inputs` (joins), `golden_name`
+   (neural-tangents' layer name in tests/data, if not `name`).
+4. Tests: give the class `examples()` (spec lines, input dims, a NumPy
+   reference of the forward pass) and the strategy hooks `draw_applies`,
+   `draw_prepare`, `draw` (they receive `infkernel.testing`'s generator:
+   `gen.emit`, `gen.pick`, `gen.count`, `gen.flag`, `gen.w_std()`, ...).
+   The generic tests then cover it: forward pass against NumPy in both
+   parameterizations, Monte Carlo agreement of its kernel on drawn specs,
+   `explain`, the README op table. Add a test file for what is particular to
+   the op (closed forms, refusals, golden values).
 
 Kernel state. For a tile of input pairs (x1[a], x2[b]) a node's kernels are
-held in one of two layouts (chosen by the compiler, see `infkernel.analysis`):
+held in one of two layouts (chosen by the compiler, see `infkernel.compiler`):
 
 - DIAG: covariances of the same spatial position, shape (n1, n2, *S);
 - PAIRS: covariances of every pair of positions, shape (n1, n2, *S, *S).
@@ -109,6 +144,53 @@ class Op:
     fresh: ClassVar[str] = "no"
     needs_centred_input: ClassVar[bool] = False
     needs_gaussian_input: ClassVar[bool] = False
+    # -- declared capabilities (asked by the compiler, graph, finite nets, training, tests)
+    reads_variances: ClassVar[bool] = False  # the rule reads var1/var2 of its input
+    needs_spatial: ClassVar[bool] = False  # the input must have spatial axes
+    reduces_rank: ClassVar[bool] = False  # the output has no spatial axes (gap, flatten)
+    # y = s_w * patches(x) @ w + s_b * b with w shared by all positions: the
+    # finite NTK takes the structured path (`infkernel.finite`), and the op has
+    # `width`, `fan_in`, `patches` and `scales`.
+    linear: ClassVar[bool] = False
+    same_channels: ClassVar[bool] = False  # a join whose inputs must have equal channels (sum, prod)
+    # A join exact only for independent inputs: how many inputs may fail to
+    # end in their own fresh dense/conv layer (None: no condition).
+    max_correlated_inputs: ClassVar[int | None] = None
+    golden_name: ClassVar[str | None] = None  # neural-tangents' layer-list name, if not `name`
+
+    # -- tests: the hypothesis strategy of `infkernel.testing` ------------------
+    draw_priority: ClassVar[int] = 100  # lower: drawn (and shrunk towards) first
+    drawn: ClassVar[bool] = True  # drawn among random ops (the input is not)
+    block: ClassVar[bool] = False  # written as a block (parallel joins)
+
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape: bool) -> bool:
+        """May a random spec use this op on state `s` (see `infkernel.testing.State`)?"""
+        return (s.rank > 0 or not cls.needs_spatial) and not (keep_shape and cls.reduces_rank)
+
+    @classmethod
+    def draw_prepare(cls, gen, s):
+        """Emit what must come before the op (a dense layer before an
+        activation, ...); return the new state."""
+        if cls.needs_spatial and s.rank == 0:
+            raise SpecError(f"internal: {cls.name} needs spatial axes")  # callers check draw_applies
+        return s
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape: bool = False, target=None):
+        """Emit the op with random arguments (`gen.emit(text)`); return the new
+        state. keep_shape: keep the spatial shape and channels; target: the
+        channels a fresh layer must produce."""
+        gen.emit(cls.name)
+        return s
+
+    @classmethod
+    def examples(cls) -> list:
+        """[(spec lines after `input DIMS`, input dims, reference(x, params, ntk))]:
+        the finite forward pass of each against an independent NumPy reference
+        (`infkernel.ops.reference`); `params` are the network's, `ntk` whether
+        the ntk parameterization is in use."""
+        return []
 
     def validate(self) -> None:
         """Check argument values; raise SpecError. Called on construction."""

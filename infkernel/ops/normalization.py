@@ -1,10 +1,13 @@
 """Layer normalization over channels, at each position."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
+import numpy as np
 
+from . import reference
 from .base import Op, linear_map, outer_vars, register
 
 
@@ -23,6 +26,7 @@ class Layernorm(Op):
 
     name = "layernorm"
     needs_centred_input = True
+    reads_variances = True
     fresh = "inherit"  # a deterministic rescaling, at infinite width, of a fresh Gaussian
     eps: float = 0.0
 
@@ -41,3 +45,26 @@ class Layernorm(Op):
         centred = x - jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(centred ** 2, axis=-1, keepdims=True)
         return jnp.where(var > 0, centred / jnp.sqrt(var + self.eps), 0.0)
+
+    # -- tests
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return s.fresh and s.kind == "gauss"
+
+    @classmethod
+    def draw_prepare(cls, gen, s):
+        return s if s.fresh and s.kind == "gauss" else gen.linear(s)
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        gen.emit(cls.name)
+        return replace(s, fresh=False)
+
+    @classmethod
+    def examples(cls):
+        def ref(x, params, ntk):
+            w, _ = reference.weights(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
+            h = x @ w
+            h = h - h.mean(-1, keepdims=True)
+            return h / np.sqrt((h ** 2).mean(-1, keepdims=True))
+        return [("dense width=6\nlayernorm", (4, 3), ref)]

@@ -10,50 +10,35 @@ Sec. 3.1).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
 from jax import lax
 
-from .base import DIAG, PAIRS, Op, Shape, check, linear_map, padding_amounts, register, to_layout, window_means
+from . import reference
+from .base import DIAG, PAIRS, Op, Shape, check, linear_map, register, to_layout, window_means
+from .window import Windowed
 
 
 @register
 @dataclass(frozen=True)
-class Avgpool(Op):
+class Avgpool(Windowed):
     """Average pooling; zero padding counts in the average."""
 
     name = "avgpool"
     positional = {"dims": "window", "int": "window", "word": "padding"}
     needs_layout = PAIRS
     fresh = "inherit"
+    paddings = ("valid", "same")
+    default_stride = "window"
+    draw_priority = 6
     window: tuple[int, ...]
     stride: tuple[int, ...] | int | None = None
     padding: str = "valid"
 
-    def validate(self):
-        check(len(self.window) >= 1 and min(self.window) >= 1, f"avgpool window must be positive, got {self.window}")
-        check(self.padding in ("valid", "same"), f"avgpool padding must be valid or same, got {self.padding!r}")
-        if self.stride is not None:
-            strides = self.stride if isinstance(self.stride, tuple) else (self.stride,)
-            check(min(strides) >= 1, f"stride must be positive, got {self.stride}")
-            check(isinstance(self.stride, int) or len(self.stride) == len(self.window),
-                  f"stride {self.stride} and window {self.window} have different ranks")
-
-    def strides(self) -> tuple[int, ...]:
-        if self.stride is None:
-            return self.window
-        return self.stride if isinstance(self.stride, tuple) else (self.stride,) * len(self.window)
-
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]
-        check(s.rank == len(self.window), f"a {len(self.window)}-D avgpool window {self.window} on a {s.rank}-D input {s}")
-        out = []
-        for length, k, st in zip(s.spatial, self.window, self.strides()):
-            n = padding_amounts(length, k, st, self.padding)[2]
-            check(n >= 1, f"avgpool window {self.window} is larger than its input {s}")
-            out.append(n)
-        return Shape(tuple(out), s.channels, s.scale)
+        return Shape(self.out_spatial(s), s.channels, s.scale)
 
     def _pool(self, a, rank, layout_out):
         rows = [(2 + d,) for d in range(rank)]
@@ -75,6 +60,23 @@ class Avgpool(Op):
         total = lax.reduce_window(x, 0.0, lax.add, dims, strides, self.padding.upper())
         return total / math.prod(self.window)
 
+    # -- tests
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        args, kwargs = cls.draw_window(gen, s, keep_shape, first_window=2)
+        gen.emit(" ".join([cls.name, *args]))
+        return replace(s, spatial=cls(**kwargs).out_spatial(Shape(s.spatial, 1)))
+
+    @classmethod
+    def examples(cls):
+        def ref(window, stride, padding):
+            return lambda x, p, ntk: reference.pool(x, window, stride, padding, mean=cls.name == "avgpool")
+        return [(f"{cls.name} {win} {pad}{' stride=' + st if st else ''}", dims, ref(window, stride, pad))
+                for win, pad, st, window, stride, dims in [
+                    ("2", "valid", "", (2,), (2,), (5, 2)), ("3", "same", "1", (3,), (1,), (5, 2)),
+                    ("2x2", "same", "", (2, 2), (2, 2), (5, 3, 2)),
+                    ("3x2", "valid", "1x2", (3, 2), (1, 2), (5, 5, 1))]]
+
 
 @register
 @dataclass(frozen=True)
@@ -84,10 +86,13 @@ class Gap(Op):
     name = "gap"
     needs_layout = PAIRS
     fresh = "inherit"
+    needs_spatial = True
+    reduces_rank = True
+    golden_name = "global_avg_pool"
 
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]
-        check(s.rank > 0, f"gap needs an input with spatial axes, got a vector of {s.channels}")
+        check(s.rank > 0, f"{self.name} needs an input with spatial axes, got a vector of {s.channels}")
         return Shape((), s.channels, s.scale)
 
     def kernel(self, k, ctx):
@@ -102,6 +107,15 @@ class Gap(Op):
     def apply(self, params, x, ctx):
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        gen.emit(cls.name)
+        return replace(s, spatial=())
+
+    @classmethod
+    def examples(cls):
+        return [("gap", (4, 3, 2), lambda x, p, ntk: x.mean((1, 2))), ("gap", (5, 2), lambda x, p, ntk: x.mean(1))]
+
 
 @register
 @dataclass(frozen=True)
@@ -111,6 +125,7 @@ class Flatten(Op):
     name = "flatten"
     needs_layout = DIAG
     fresh = "inherit"
+    reduces_rank = True
 
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]
@@ -129,3 +144,17 @@ class Flatten(Op):
 
     def apply(self, params, x, ctx):
         return x.reshape(x.shape[0], -1)
+
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return not keep_shape or s.rank == 0
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        gen.emit(cls.name)
+        p = math.prod(s.spatial)
+        return replace(s, spatial=(), channels=(s.channels[0] * p, s.channels[1] * p))
+
+    @classmethod
+    def examples(cls):
+        return [("flatten", (4, 3, 2), lambda x, p, ntk: x.reshape(x.shape[0], -1))]

@@ -1,12 +1,13 @@
 """The input and the fan-in ops that residual and parallel blocks join with."""
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
+from . import reference
 from .base import PAIRS, Cov, Op, Shape, check, register
 
 
@@ -25,6 +26,7 @@ class Input(Op):
 
     name = "input"
     arity = 0
+    drawn = False  # `specs` writes the input statement itself
     dims: tuple[int, ...]
 
     def validate(self):
@@ -52,6 +54,10 @@ class Input(Op):
     def apply(self, params, x, ctx):
         return x
 
+    @classmethod
+    def examples(cls):
+        return [("identity", (4, 3), lambda x, p, ntk: x)]
+
 
 @register
 @dataclass(frozen=True)
@@ -66,6 +72,10 @@ class Sum(Op):
     arity = -1
     keyword = False
     fresh = "inherit"
+    same_channels = True
+    max_correlated_inputs = 1
+    block = True
+    draw_priority = 1
 
     def shape(self, in_shapes, parameterization):
         first = in_shapes[0]
@@ -84,6 +94,46 @@ class Sum(Op):
     def apply(self, params, xs, ctx):
         return sum(xs)
 
+    # -- tests
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return gen.budget >= 2
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        """A residual block or a parallel sum; at most one branch without a dense/conv of its own."""
+        if gen.flag():
+            gen.emit("residual:")
+            gen.indent += 1
+            out = gen.branch_body(s, True, s.channels, allow_blocks=False)
+            gen.indent -= 1
+            branches = [s, out]
+        else:
+            n = gen.count(2, 3, 2)
+            passthrough = gen.count(-1, n - 1, 0)  # -1: every branch has its own layer
+            target_ch = s.channels if passthrough >= 0 else (None if gen.param == "ntk" else s.channels)
+
+            def body(i):
+                if i != passthrough:
+                    return gen.branch_body(s, True, target_ch, allow_blocks=False)
+                start = len(gen.lines)
+                b = gen.chain(s, gen.count(0, 1, 1), True, allow_blocks=False, linear=False)
+                if len(gen.lines) == start:
+                    gen.emit("identity")
+                return b
+
+            branches = gen.parallel(cls.name, n, body)
+        chans = [b.channels for b in branches if b.channels != (1, 0) or gen.param != "ntk"]
+        channels = chans[0] if chans else (1, 0)
+        return replace(s, kind=gen.join_kind(branches), fresh=all(b.fresh for b in branches), channels=channels)
+
+    @classmethod
+    def examples(cls):
+        def ref(x, params, ntk):
+            w, _ = reference.weights(params, 1, 1 / np.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
+            return x + x @ w
+        return [("residual:\n    dense width=3", (4, 3), ref)]
+
 
 @register
 @dataclass(frozen=True)
@@ -96,6 +146,8 @@ class Concat(Op):
     arity = -1
     keyword = False
     fresh = "inherit"
+    block = True
+    draw_priority = 4
 
     def shape(self, in_shapes, parameterization):
         first = in_shapes[0]
@@ -125,3 +177,24 @@ class Concat(Op):
 
     def apply(self, params, xs, ctx):
         return jnp.concatenate(xs, axis=-1)
+
+    # -- tests
+    @classmethod
+    def draw_applies(cls, gen, s, keep_shape):
+        return gen.budget >= 2
+
+    @classmethod
+    def draw(cls, gen, s, keep_shape=False, target=None):
+        n = gen.count(2, 3, 2)
+        # Width-less branches are weighed equally by the rule: under ntk, every
+        # branch must then have the same finite channel count.
+        all_linear = gen.param == "ntk" and s.channels != (1, 0)
+        branches = gen.parallel(cls.name, n, lambda i: gen.branch_body(s, all_linear or gen.flag(), None,
+                                                                       allow_blocks=False))
+        channels = (sum(b.channels[0] for b in branches), sum(b.channels[1] for b in branches))
+        return replace(s, kind=gen.join_kind(branches), fresh=all(b.fresh for b in branches), channels=channels)
+
+    @classmethod
+    def examples(cls):
+        return [("dense width=5\nparallel concat:\n    branch:\n        identity\n    branch:\n        relu", (4, 3),
+                 reference.after_dense(lambda h: np.concatenate([h, np.maximum(h, 0)], -1)))]

@@ -1,0 +1,97 @@
+"""NumPy forward passes that the ops' `examples()` cite as test references.
+
+Written with loops over output positions and taps, independently of the
+lax calls in the ops' `apply`, in float64. `params` are a finite network's
+parameters ({node id: {"w", "b"}}); the layer under test is node 1 unless
+said otherwise.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import padding_amounts
+
+
+def pads(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
+    """(lo, hi, out) of one axis, as lax.conv pads (circular pads like same)."""
+    return padding_amounts(n, k, s, "same" if padding == "circular" else padding)
+
+
+def conv(x, w, stride, padding):
+    """x (n, *S, c), w (*window, c, o): y[p] = sum over taps t of x[s p + t] @ w[t]."""
+    rank = x.ndim - 2
+    window = w.shape[:rank]
+    p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
+    mode = "wrap" if padding == "circular" else "constant"
+    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)], mode=mode)
+    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (w.shape[-1],))
+    for q in np.ndindex(*out.shape[1:-1]):
+        for t in np.ndindex(*window):
+            src = tuple(s * qi + ti for s, qi, ti in zip(stride, q, t))
+            out[(slice(None),) + q] += xp[(slice(None),) + src] @ w[t]
+    return out
+
+
+def conv_local(x, w, stride, padding):
+    """Like `conv`, with weights w (*out positions, *window, c, o) of their own at every output position."""
+    rank = x.ndim - 2
+    window = w.shape[rank:2 * rank]
+    p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
+    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)])
+    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (w.shape[-1],))
+    for q in np.ndindex(*out.shape[1:-1]):
+        for t in np.ndindex(*window):
+            src = tuple(s * qi + ti for s, qi, ti in zip(stride, q, t))
+            out[(slice(None),) + q] += xp[(slice(None),) + src] @ w[q + t]
+    return out
+
+
+def conv_transpose(x, w, stride, padding):
+    """The transposed convolution: every input position i scatters x[i] @ w[t]
+    to output position s i + t - lo, on an output of extent s n (same) or
+    s (n - 1) + k (valid); lo = (k - s) // 2 for same (the cropping of
+    lax.conv_transpose)."""
+    rank = x.ndim - 2
+    window = w.shape[:rank]
+    spatial = x.shape[1:-1]
+    if padding == "valid":
+        outs, los = [s * (n - 1) + k for n, k, s in zip(spatial, window, stride)], [0] * rank
+    else:
+        outs = [s * n for n, s in zip(spatial, stride)]
+        los = [max(k - s, 0) // 2 if k >= s else -((s - k + 1) // 2) for k, s in zip(window, stride)]
+    out = np.zeros((x.shape[0],) + tuple(outs) + (w.shape[-1],))
+    for i in np.ndindex(*spatial):
+        for t in np.ndindex(*window):
+            q = tuple(s * ii + ti - lo for s, ii, ti, lo in zip(stride, i, t, los))
+            if all(0 <= qi < o for qi, o in zip(q, outs)):
+                out[(slice(None),) + q] += x[(slice(None),) + i] @ w[t]
+    return out
+
+
+def pool(x, window, stride, padding, mean: bool = True):
+    """Sum (mean: average) over windows; zero padding counts."""
+    p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
+    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)])
+    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (x.shape[-1],))
+    for q in np.ndindex(*out.shape[1:-1]):
+        for t in np.ndindex(*window):
+            out[(slice(None),) + q] += xp[(slice(None),) + tuple(s * qi + ti for s, qi, ti in zip(stride, q, t))]
+    return out / math.prod(window) if mean else out
+
+
+def weights(params, node_id: int, scale_w: float, scale_b: float):
+    """(w, b) of a node as float64 arrays times the forward pass's scales (b = 0 without a bias)."""
+    p = params[node_id]
+    return (np.asarray(p["w"], np.float64) * scale_w,
+            np.asarray(p["b"], np.float64) * scale_b if "b" in p else 0.0)
+
+
+def after_dense(fn):
+    """Reference of `dense width=5` (w_std=1, no bias) at node 1, then fn:
+    activations need Gaussian pre-activations."""
+    def ref(x, params, ntk):
+        w, _ = weights(params, 1, 1 / math.sqrt(x.shape[-1]) if ntk else 1.0, 0.0)
+        return fn(x @ w)
+    return ref
