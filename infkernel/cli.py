@@ -1,5 +1,6 @@
 """The `infkernel` command line. Each subcommand lives in infkernel/commands/<name>.py
 and exposes `add_arguments(parser)` and `run(args) -> int`."""
+
 from __future__ import annotations
 
 import argparse
@@ -7,6 +8,16 @@ import importlib
 import sys
 
 from .errors import SpecError
+
+DESCRIPTION = """\
+Exact infinite-width NNGP and NTK kernels of a network written in a small text language
+(a .ik spec file; see the README). `infkernel COMMAND --help` describes each command."""
+
+EPILOG = """\
+examples:
+  infkernel check specs/digits_cntk.ik              the layer graph, or the error in the spec
+  infkernel kernel specs/digits_cntk.ik --out K.npz  NNGP and NTK on a bundled example
+  infkernel fit specs/digits_cntk.ik --data digits   kernel regression on a dataset"""
 
 COMMANDS = {
     "check": "print the layer graph of a spec, or the error in it",
@@ -25,7 +36,11 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="infkernel", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="infkernel", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"infkernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     available = {}
     for name, help_text in COMMANDS.items():

@@ -288,13 +288,11 @@ def subset(data: Dataset, n_train: int | None = None, n_test: int | None = None,
 
 
 def reshape_for(x: np.ndarray, input_shape) -> np.ndarray:
-    """x (n, ...) reshaped to (n, *input_shape): images flattened for a dense spec, or vectors to images."""
-    shape = tuple(int(d) for d in input_shape)
-    if x.shape[1:] == shape:
-        return x
-    if math.prod(x.shape[1:]) != math.prod(shape):
-        raise SpecError(f"the data has examples of shape {x.shape[1:]}, the spec's input is {'x'.join(map(str, shape))}")
-    return x.reshape((len(x),) + shape)
+    """x (n, ...) reshaped to (n, *input_shape) by the library's one input rule
+    (`infkernel.kernel.reshape_to_input`): images flattened for a dense spec, or vectors to images."""
+    from .kernel import reshape_to_input
+
+    return reshape_to_input(np.asarray(x), input_shape, "the data")
 
 
 # --------------------------------------------------------------------------- preprocessing

@@ -1,6 +1,7 @@
 """`compile`: from a spec to a function that computes K_inf."""
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -41,18 +42,32 @@ def check_get(get) -> tuple[str, ...]:
     return get
 
 
+def reshape_to_input(x: np.ndarray, dims, name: str = "x") -> np.ndarray:
+    """The one input-shape rule of the library (kernels, Monte Carlo, finite networks, `fit`,
+    the scikit-learn estimators): examples (n, *s) are accepted for a spec whose input is `dims`
+    when s has as many entries as dims (prod(s) == prod(dims)), and reshaped in C order to
+    (n, *dims); e.g. digits images (n, 8, 8, 1) for `input 64`, or flat (n, 64) rows for
+    `input 8x8x1`. Anything else is a SpecError naming both shapes."""
+    dims = tuple(int(d) for d in dims)
+    if x.ndim >= 1 and tuple(x.shape[1:]) == dims:
+        return x
+    if x.ndim < 1 or math.prod(x.shape[1:]) != math.prod(dims):
+        expected = "x".join(map(str, dims))
+        raise SpecError(f"{name} has shape {x.shape}, but the spec's input is {expected}: expected "
+                        f"(n, {', '.join(map(str, dims))}), or (n, ...) with {math.prod(dims)} numbers per example")
+    return x.reshape((x.shape[0],) + dims)
+
+
 def check_inputs(x, dims: tuple[int, ...], name: str) -> np.ndarray:
-    """x as a float numpy array of shape (n, *dims), or a SpecError naming both shapes."""
+    """x as a float numpy array of shape (n, *dims) (reshaped by `reshape_to_input` where the
+    per-example size matches), or a SpecError naming both shapes."""
     try:
         x = np.asarray(x)
     except Exception as e:
         raise SpecError(f"{name} is not an array: {e}") from None
     if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
         raise SpecError(f"{name} must hold real numbers, got dtype {x.dtype}")
-    if x.ndim != len(dims) + 1 or tuple(x.shape[1:]) != dims:
-        expected = "x".join(map(str, dims))
-        raise SpecError(f"{name} has shape {x.shape}, but the spec's input is {expected}: "
-                        f"expected (n, {', '.join(map(str, dims))})")
+    x = reshape_to_input(x, dims, name)
     if x.shape[0] == 0:
         raise SpecError(f"{name} holds no examples")
     bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
@@ -66,6 +81,7 @@ class KernelFn:
 
         kfn = infkernel.compile("specs/cntk_gap.ik", depth=3)
         k = kfn(x1)                  # K(x1, x1): k.nngp, k.ntk, each (n1, n1)
+        # x1: (n1, *input shape), or any (n1, ...) with as many numbers per example (reshaped)
         k = kfn(x1, x2, get="nngp")  # only the NNGP; the NTK is not computed
     """
 

@@ -61,3 +61,69 @@ def test_node_numbers_after_a_repeat_refer_to_nodes_shown(tmp_path, capsys, spec
     text = capsys.readouterr().out
     shown, referred = _covered(text)
     assert referred and referred <= shown, (sorted(referred - shown), text)
+
+
+def test_version_and_top_level_help(capsys):
+    from infkernel import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"infkernel {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "NNGP and NTK" in text and "examples:" in text
+    assert "infkernel/commands" not in text and "add_arguments" not in text  # no source layout
+
+
+def test_set_with_a_typo_suggests_the_let(fc_spec, capsys):
+    assert main(["check", str(fc_spec), "--set", "dpeth=3"]) == 2
+    assert "no let named dpeth to override, did you mean 'depth'?" in capsys.readouterr().err
+
+
+def test_kernel_names_both_input_files(fc_spec, tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.ones((3, 5)))
+    np.save(tmp_path / "b.npy", np.ones((2, 5)))
+    np.save(tmp_path / "bad.npy", np.ones((2, 6)))
+    base = ["kernel", str(fc_spec), "--x1", str(tmp_path / "a.npy"), "--out", str(tmp_path / "K.npz"), "--quiet"]
+    assert main(base + ["--x2", str(tmp_path / "b.npy")]) == 0
+    out = capsys.readouterr().out
+    assert "3x2" in out and "a.npy (rows) and" in out and "b.npy (columns)" in out
+    assert main(base + ["--x2", str(tmp_path / "bad.npy")]) == 2
+    assert f"--x2 {tmp_path / 'bad.npy'} has shape (2, 6)" in capsys.readouterr().err
+
+
+MALFORMED = [
+    "input 4\ndense w_std=\ndense\n", "input 4\ndense w_std=1 w_std=2\n", "input 4\nrepeat -1:\n    dense\ndense\n",
+    "input 0\ndense\n", "input 4x0\nflatten\ndense\n", "input 4\ndense 0\n", "input 8x8x1\nconv 9x9\nflatten\ndense\n",
+    "input 8x8x1\nconv 3x3 stride=0\nflatten\ndense\n", "input 4\ndense w_std=log(-1)\n", "input 4\nact \"\"\ndense\n",
+    "input 4\nact \"x +\"\ndense\n", "input 4\nact tanh\ndense\n", "input 4\nact \"y\"\ndense\n",
+    "input 4\nlet a = b\ndense\n", "input 4\nblock f(a):\n    dense w_std=a\nf(1, 2)\ndense\n",
+    "input 4\nparallel foo:\n    branch:\n        dense\ndense\n", "input 4\nparallel sum:\n    dense\ndense\n",
+    "input 4\nleaky_relu alpha=x\ndense\n", "", "dense\n", "input 4\ninput 4\ndense\n", "input 4\ndense w_std=1,\n",
+    "input 4\nrelu(\n", "input 4\nabrelu a=1 c=2\n", "input 4\nact \"x**100\"\ndense\n", "\x00\x01",
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_malformed_specs_are_spec_errors_on_the_command_line(tmp_path, capsys, text):
+    """Typos end in one `error:` line with the spot, exit status 2, never a traceback from lark or JAX."""
+    (tmp_path / "bad.ik").write_text(text)
+    assert main(["check", str(tmp_path / "bad.ik")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("infkernel check: error: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["kernel", "nope.ik"], ["kernel", "{spec}", "--x1", "{dir}/s.npy"], ["kernel", "{spec}", "--batch-size", "0"],
+    ["kernel", "{spec}", "--memory", "-5"], ["kernel", "{spec}", "--get", "ntk,xyz"], ["mc", "{spec}", "--width", "0"],
+    ["mc", "{spec}", "--x1", "{dir}/s.npy"], ["fit", "{spec}", "--data", "nonsense"],
+    ["fit", "{spec}", "--data", "digits", "--cv", "1"], ["explain", "{spec}", "--set", "depth=nan"],
+    ["check", "{dir}"],
+])
+def test_command_line_misuse_is_one_error_line(fc_spec, tmp_path, capsys, argv):
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    argv = [a.format(spec=fc_spec, dir=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "Traceback" not in err

@@ -173,3 +173,22 @@ def test_layouts_follow_the_readout():
     ops = [(n.op.name, pooled.layout[n.id]) for n in pooled.graph.nodes if n.shape.rank]
     assert all(layout == PAIRS for name, layout in ops[:-1])
     assert ops[-1] == ("avgpool", DIAG)  # read out by flatten: same positions suffice
+
+
+def test_one_input_rule_reshapes_examples_of_the_same_size():
+    """(n, 8, 8, 1) digits for `input 64`, and flat rows for `input 8x8x1`: reshaped in C order, the
+    same rule as `fit` and the scikit-learn estimators; a different per-example size is an error."""
+    from infkernel.datasets import load_digits, reshape_for
+
+    x = load_digits().x_train[:4]  # (4, 8, 8, 1)
+    flat = ik.compile("specs/digits_mlp.ik")
+    k = flat(x, dtype="float64")
+    np.testing.assert_array_equal(k.ntk, flat(x.reshape(4, 64), dtype="float64").ntk)
+    image = ik.compile("input 8x8x1\nconv 3x3 same w_std=1.4\nrelu\nflatten\ndense\n")
+    np.testing.assert_array_equal(image(x.reshape(4, 64), x[:2].reshape(2, 8, 8), dtype="float64").ntk,
+                                  image(x, x[:2], dtype="float64").ntk)
+    np.testing.assert_array_equal(reshape_for(x, (64,)), x.reshape(4, 64))
+    with pytest.raises(SpecError, match=r"x1 has shape \(4, 8, 8, 1\), but the spec's input is 63"):
+        ik.compile("input 63\ndense\n")(x)
+    with pytest.raises(SpecError, match="the data has shape"):
+        reshape_for(x, (63,))

@@ -77,7 +77,7 @@ def example_inputs(shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
 
 
 def run(args) -> int:
-    from ..kernel import check_get, compile as compile_spec
+    from ..kernel import check_get, check_inputs, compile as compile_spec
     get = check_get(tuple(g.strip() for g in args.get.split(",") if g.strip()))
     out = Path(args.out)
     if out.suffix not in (".npz", ".npy", ".zarr"):
@@ -91,13 +91,15 @@ def run(args) -> int:
         raise SpecError(f"--workers must be positive, got {args.workers}")
     kfn = compile_spec(args.spec, **overrides(args))
     shape = tuple(kfn.graph.input_shape)
-    if args.x1:
-        x1, source = load_array(args.x1, "--x1"), args.x1
+    if args.x1:  # checked here, so that a message names the file
+        x1, source = check_inputs(load_array(args.x1, "--x1"), shape, f"--x1 {args.x1}"), args.x1
     else:
         if args.x2:
             raise SpecError("--x2 needs --x1")
         x1, source = example_inputs(shape)
-    x2 = load_array(args.x2, "--x2") if args.x2 else None
+    x2 = check_inputs(load_array(args.x2, "--x2"), shape, f"--x2 {args.x2}") if args.x2 else None
+    if args.x2:
+        source = f"{args.x1} (rows) and {args.x2} (columns)"
     started = time.perf_counter()
     k = kfn(x1, x2, get=get, dtype="float64" if args.x64 else "float32", batch_size=args.batch_size,
             memory=args.memory, progress=False if args.quiet else None,

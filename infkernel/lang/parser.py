@@ -27,6 +27,14 @@ KEYWORDS = ("input", "parameterization", "let", "repeat", "residual", "parallel"
 FUNCTIONS = {"sqrt": math.sqrt, "exp": math.exp, "log": math.log, "abs": abs}
 CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_NESTING = 64
+# Activations without an op of their own, as `act` formulas (the formula language's functions and
+# common names for compositions of them); an op of that name points to the formula.
+ACT_FORMULAS = {
+    "tanh": "tanh(x)", "sigmoid": "sigmoid(x)", "logistic": "sigmoid(x)", "softplus": "softplus(x)",
+    "exp": "exp(x)", "cos": "cos(x)", "abs": "abs(x)", "swish": "x*sigmoid(x)",
+    "silu": "x*sigmoid(x)", "mish": "x*tanh(softplus(x))", "softsign": "x/(1 + abs(x))", "square": "x**2",
+    "quadratic": "x**2", "cube": "x**3", "gaussian": "exp(-x**2)", "rbf": "exp(-x**2)",
+}
 FRIENDLY = {"_NL": "end of line", "_INDENT": "an indented block", "_DEDENT": "end of block", "$END": "end of file",
             "NAME": "a name", "NUMBER": "a number", "DIMS": "dimensions like 3x3", "STRING": "a quoted formula",
             "LPAR": "'('", "RPAR": "')'", "COLON": "':'", "EQUAL": "'='", "COMMA": "','"}
@@ -68,7 +76,7 @@ def parse(spec, **overrides) -> Graph:
     try:
         tree = _lark().parse(text + "\n")
     except UnexpectedInput as e:
-        raise _syntax_error(e, lines) from None
+        raise _unclosed_parenthesis(e, lines) or _syntax_error(e, lines) from None
     except LarkError as e:  # e.g. a dedent lark's indenter cannot match
         raise SpecError(f"syntax error: {e}") from None
     return _Resolver(lines, overrides).program(tree)
@@ -135,6 +143,29 @@ def _syntax_error(e: UnexpectedInput, lines: list[str]) -> SpecError:
     return SpecError(f"syntax error: {e}", _where(lines, line, column))
 
 
+def _unclosed_parenthesis(e: UnexpectedInput, lines: list[str]) -> SpecError | None:
+    """A '(' left open on an earlier line than the error: the error is there (a newline
+    inside parentheses continues the line, so lark only notices later)."""
+    line, column = getattr(e, "line", -1), getattr(e, "column", -1)
+    if isinstance(e, UnexpectedToken) and e.token.type == "$END" or line < 1:
+        line, column = len(lines) + 1, 1
+    opened: list[tuple[int, int]] = []
+    for number, text in enumerate(lines[: line - 1], 1):
+        quoted = False
+        for col, ch in enumerate(_code(text), 1):
+            quoted ^= ch == '"'
+            if quoted:
+                continue
+            if ch == "(":
+                opened.append((number, col))
+            elif ch == ")" and opened:
+                opened.pop()
+    if not opened:
+        return None
+    number, col = opened[-1]
+    return SpecError("'(' is never closed", _where(lines, number, col), "close it with ')'")
+
+
 def _literal(terminal: str) -> str:
     name = terminal.lower()
     return f"'{name}'" if name in KEYWORDS else terminal
@@ -178,8 +209,10 @@ class _Resolver:
         layers = self.statements(tree.children, self.lets, top=True)
         unknown = set(self.overrides) - self.used_overrides
         if unknown:
-            raise SpecError(f"no let named {', '.join(sorted(unknown))} to override",
-                            hint=f"the spec defines {', '.join(self.lets) or 'no lets'}")
+            defined = [name for name in self.lets if name not in CONSTANTS]
+            close = difflib.get_close_matches(next(iter(unknown)), defined, n=1) if len(unknown) == 1 else []
+            hint = f"did you mean {close[0]!r}?" if close else f"the spec defines {', '.join(defined) or 'no lets'}"
+            raise SpecError(f"no let named {', '.join(sorted(unknown))} to override", hint=hint)
         if self.input is None:
             raise SpecError("the spec has no input line", _where(self.lines, 1, 1), "start it with e.g. input 32x32x3")
         dims, where = self.input
@@ -272,7 +305,9 @@ class _Resolver:
             candidates = [k for k, v in REGISTRY.items() if v.keyword and k != "input"] + list(self.blocks)
             close = difflib.get_close_matches(key, candidates, n=1)
             hint = f"did you mean {close[0]!r}?" if close else None
-            if key in join_modes():
+            if key.lower() in ACT_FORMULAS:
+                hint = f'write it as a formula: act "{ACT_FORMULAS[key.lower()]}"'
+            elif key in join_modes():
                 hint = f"{key} joins branches: write `parallel {key}:`"
             elif key in KEYWORDS:
                 hint = f"{key} has its own syntax"
@@ -404,7 +439,11 @@ class _Resolver:
             raise SpecError("expression nests too deeply", self.at(node))
         kind = node.data
         if kind == "number":
-            return float(node.children[0])
+            value = float(node.children[0])
+            if not math.isfinite(value):
+                raise SpecError(f"number {str(node.children[0])!r} is out of range (over about 1.8e308)",
+                                self.at(node))
+            return value
         if kind == "name":
             token = node.children[0]
             if str(token) in scope:
