@@ -13,17 +13,25 @@ f_t = Y + exp(-Theta t) (f_0 - Y). Another convention rescales t: for
 gradient descent with learning rate eta on the mean loss 1/(2n) sum, use
 t = eta * steps / n.
 
-All solves are in float64 with symmetric solvers: a Cholesky factorization
-(scipy.linalg.cho_factor) for a single posterior, and one eigendecomposition
-(scipy.linalg.eigh, the :class:`Eigh` object) shared by every t and every
-ridge value of gradient flow and of ridge selection.
+Small problems are solved in float64 with symmetric solvers: a Cholesky
+factorization (scipy.linalg.cho_factor) for a single posterior, and one
+eigendecomposition (scipy.linalg.eigh, the :class:`Eigh` object) shared by
+every t and every ridge value of gradient flow and of ridge selection. Large
+ones (:func:`kernel_regression` with solver="cholesky" or "cg", or "auto")
+use a blocked float32 Cholesky with float64 refinement, or preconditioned
+conjugate gradients over row blocks of a kernel in RAM, a memmap or a Zarr
+array; the ridge then comes from a held-out split or a subsample.
 
 One file per job: checks.py (input checks, the singular-kernel error),
 direct.py (Eigh, checked Cholesky), precision.py (what a float32
 kernel's rounding does to a solve), posterior.py (NNGP posterior, gradient
-flow), ridge.py (ridge selection), targets.py (one-hot targets),
-regression.py (the :func:`kernel_regression` entry point), features.py (ridge in the
-space of random features, :func:`feature_regression`, from `infkernel.features`).
+flow), ridge.py (ridge selection from one eigh), targets.py (one-hot
+targets), rows.py (kernels read by row blocks), blocked.py (blocked float32
+Cholesky and refinement), iterative.py (preconditioned CG), solvers.py (the
+choice of solver, finite t), holdout.py (ridge selection without eigh),
+regression.py (the :func:`kernel_regression` entry point), features.py
+(ridge in the space of random features, :func:`feature_regression`, from
+`infkernel.features`).
 """
 from __future__ import annotations
 
@@ -32,21 +40,31 @@ from .direct import Eigh
 from .features import FeatureRegression, feature_regression
 from .precision import KernelPrecisionError, PrecisionWarning
 from .posterior import GradientFlow, Prediction, gradient_flow, nngp_posterior
+from .blocked import BlockedCholesky, NotConvergedError
+from .holdout import select_ridge_holdout, select_ridge_subsample
+from .iterative import NystromPreconditioner, conjugate_gradients
 from .regression import Regression, kernel_regression
+from .solvers import SOLVERS, choose_solver
 from .ridge import RidgeSelection, default_ridges, kfold_errors, loo_errors, select_ridge
 from .targets import classes_and_targets, one_hot_targets
 
 __all__ = [
+    "SOLVERS",
+    "BlockedCholesky",
     "Eigh",
     "FeatureRegression",
     "GradientFlow",
     "KernelPrecisionError",
+    "NotConvergedError",
+    "NystromPreconditioner",
     "Prediction",
     "PrecisionWarning",
     "Regression",
     "RidgeSelection",
     "SingularKernelError",
+    "choose_solver",
     "classes_and_targets",
+    "conjugate_gradients",
     "default_ridges",
     "feature_regression",
     "gradient_flow",
@@ -56,4 +74,6 @@ __all__ = [
     "nngp_posterior",
     "one_hot_targets",
     "select_ridge",
+    "select_ridge_holdout",
+    "select_ridge_subsample",
 ]

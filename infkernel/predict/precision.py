@@ -39,6 +39,7 @@ from typing import Callable
 import numpy as np
 
 from .checks import CHUNK, EPS32, SingularKernelError
+from .rows import block, diagonal, product, row_blocks
 
 FLOOR, SLOPE = 8.0, 32.0  # the model's constants (module docstring)
 REFUSE, WARN = 0.5, 1e-3  # estimated error relative to the targets' RMS
@@ -93,23 +94,24 @@ def mean_error(
     k_train (n, n) and k_test_train (m, n) as given (float32); alpha (n, k) the
     dual coefficients; apply_g(v) applies the solve's G to v (n, k).
     """
-    eps = max(EPS32, float(np.finfo(np.asarray(k_train).dtype).eps))
-    d = np.asarray(np.diag(k_train), dtype=np.float64)
-    dx = diagonal_of_test_rows(k_test_train, d)
-    kx = np.asarray(k_test_train, dtype=np.float64)
+    k_train, k_test_train = (a if hasattr(a, "shape") else np.asarray(a) for a in (k_train, k_test_train))
+    eps = max(EPS32, float(np.finfo(k_train.dtype).eps))
+    d = diagonal(k_train)
+    dx = np.concatenate([diagonal_of_test_rows(block(k_test_train, lo, hi), d)
+                         for lo, hi in row_blocks(k_test_train.shape[0])])
     rng = np.random.default_rng(seed)
-    worst = np.zeros((kx.shape[0], alpha.shape[1]))
+    worst = np.zeros((k_test_train.shape[0], alpha.shape[1]))
     for _ in range(PROBES):
         d_alpha = apply_g(probe(k_train, d, d, alpha, rng, eps))
-        change = probe(k_test_train, dx, d, alpha, rng, eps) - kx @ d_alpha
+        change = probe(k_test_train, dx, d, alpha, rng, eps) - product(k_test_train, d_alpha)
         worst = np.maximum(worst, np.abs(change))
     return worst
 
 
 def dual_error(k_train, alpha: np.ndarray, apply_g: Callable[[np.ndarray], np.ndarray], seed: int = 0) -> float:
     """Estimated relative error ||G E alpha|| / ||alpha|| of the dual coefficients (largest over the probes)."""
-    eps = max(EPS32, float(np.finfo(np.asarray(k_train).dtype).eps))
-    d = np.asarray(np.diag(k_train), dtype=np.float64)
+    eps = max(EPS32, float(np.finfo(k_train.dtype).eps))
+    d = diagonal(k_train)
     rng = np.random.default_rng(seed)
     size = max(float(np.linalg.norm(alpha)), np.finfo(np.float64).tiny)
     return max(float(np.linalg.norm(apply_g(probe(k_train, d, d, alpha, rng, eps)))) / size for _ in range(PROBES))

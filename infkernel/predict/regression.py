@@ -1,37 +1,132 @@
-"""One way in: test predictions of kernel regression with a given or selected ridge."""
+"""One way in: test predictions of kernel regression, with a given or selected ridge and a chosen solver."""
 from __future__ import annotations
 
-from typing import NamedTuple
+import logging
+import sys
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ..errors import SpecError
-from .checks import _ridge, _times
+from .checks import _ridge, _targets, _times
 from .direct import _as_eigh
+from .holdout import select_ridge_holdout, select_ridge_subsample
 from .posterior import GradientFlow, nngp_posterior
+from .precision import imprecise, judge, mean_error
 from .ridge import select_ridge
+from .rows import check_square, product
+from .solvers import IterativeSolve, choose_solver
+
+LOG = logging.getLogger("infkernel.predict")
 
 
-class Regression(NamedTuple):
-    """Mean test predictions and the ridge they were made with."""
-
+class _Fields(NamedTuple):
     mean: np.ndarray
     ridge: float
 
 
-def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="auto", cv="loo", seed: int = 0) -> Regression:
-    """Mean test predictions of gradient flow to time t, with a given ridge or ridge="auto" (:func:`select_ridge`).
+class Regression(_Fields):
+    """Mean test predictions and the ridge they were made with (unpacks as ``mean, ridge``).
 
-    The cheapest exact route: a Cholesky factorization for a given ridge at
-    t = inf (kernel ridge regression), else one eigendecomposition shared by
-    the ridge selection and the flow.
+    Attributes beyond the pair: ``solver`` (the one used), ``reason`` (why,
+    for solver="auto"), ``details`` (iterations, refinement steps, how the
+    ridge was chosen).
+    """
+
+    solver: str = "eigh"
+    reason: str = "requested"
+    details: str = ""
+
+
+def _sayer(progress) -> Callable[[str], None]:
+    if callable(progress):
+        return progress
+    if progress:
+        return lambda text: print(text, file=sys.stderr, flush=True)
+    return LOG.info
+
+
+def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="auto", cv="loo", seed: int = 0,
+                      solver: str = "auto", validation: float | None = None, tol: float = 1e-10,
+                      rank: int | None = None, max_iter: int = 1000, cv_size: int = 2000, progress=False,
+                      **cholesky_options) -> Regression:
+    """Mean test predictions of gradient flow to time t (t = inf: kernel ridge regression).
+
+    k_train_train (n, n), k_test_train (m, n): numpy arrays, or for "cholesky"
+    and "cg" also np.memmap or Zarr arrays (read by row blocks); y_train (n,)
+    or (n, k). Returns :class:`Regression` (mean (m,) or (m, k), ridge).
+
+    solver: "eigh" (float64 eigendecomposition; a float64 Cholesky for one
+        ridge at t = inf), "cholesky" (blocked float32 Cholesky in place with
+        float64 refinement to relative residual `tol`, :mod:`.blocked`), "cg"
+        (conjugate gradients with a rank-`rank` randomized Nystrom
+        preconditioner, to relative residual `tol`, :mod:`.iterative`), or
+        "auto" (:func:`~infkernel.predict.solvers.choose_solver`: by n and free
+        memory); the choice and the reason are logged (printed with
+        progress=True) and kept on the result.
+    ridge: a number >= 0, or "auto": with `validation` a fraction, the ridge
+        with the least error on that held-out part of the training set
+        (:func:`select_ridge_holdout`); else with "eigh" leave-one-out or
+        k-fold (`cv`) from the one eigendecomposition (:func:`select_ridge`);
+        else the same on a random subsample of `cv_size` training examples
+        (:func:`select_ridge_subsample`).
+    cholesky_options: overwrite, workspace, block, threads of
+        :class:`~infkernel.predict.blocked.BlockedCholesky`.
+
+    Raises SingularKernelError (K + ridge I singular to working precision),
+    KernelPrecisionError (float32 kernels too imprecise for this ridge),
+    NotConvergedError (refinement or CG short of `tol`), SpecError (bad input).
     """
     ts = _times(t)
-    if isinstance(ridge, str):
-        if ridge != "auto":
-            raise SpecError(f"ridge must be a number >= 0 or 'auto', got {ridge!r}")
-    elif ts.ndim == 0 and np.isinf(ts):
-        return Regression(nngp_posterior(k_train_train, y_train, k_test_train, ridge=ridge).mean, _ridge(ridge))
-    eigh = _as_eigh(k_train_train)
-    r = select_ridge(eigh, y_train, cv=cv, seed=seed).ridge if ridge == "auto" else _ridge(ridge)
-    return Regression(GradientFlow(eigh, y_train, ridge=r).mean(k_test_train, t), r)
+    if isinstance(ridge, str) and ridge != "auto":
+        raise SpecError(f"ridge must be a number >= 0 or 'auto', got {ridge!r}")
+    n = check_square(k_train_train)
+    name, why = choose_solver(n, solver)
+    say = _sayer(progress)
+    say(f"solver: {name} ({why})")
+    if validation is not None:
+        if ridge == "auto":
+            chosen = select_ridge_holdout(k_train_train, y_train, fraction=validation, seed=seed, solver=name, say=say)
+            ridge, how = chosen.ridge, f"ridge chosen on a held-out {validation:g} of the training set"
+        else:
+            how = "ridge given"
+    elif ridge == "auto" and name != "eigh":
+        ridge = select_ridge_subsample(k_train_train, y_train, size=cv_size, cv=cv, seed=seed).ridge
+        how = f"ridge chosen by {cv if cv == 'loo' else f'{cv}-fold'} cross-validation on {min(cv_size, n)} examples"
+    else:
+        how = "ridge given" if ridge != "auto" else f"ridge chosen by {cv if cv == 'loo' else f'{cv}-fold'} cross-validation"
+    if name == "eigh":
+        mean, ridge, details = _eigh(k_train_train, y_train, k_test_train, ts, ridge, cv, seed)
+    else:
+        mean, details = _iterative(k_train_train, y_train, k_test_train, float(ts) if ts.ndim == 0 else ts, _ridge(ridge),
+                                   name, tol=tol, rank=rank, max_iter=max_iter, say=say, seed=seed, **cholesky_options)
+    result = Regression(mean, float(ridge))
+    result.solver, result.reason, result.details = name, why, f"{how}; {details}" if details else how
+    say(f"solve: {result.details}")
+    return result
+
+
+def _eigh(k, y, kx, ts, ridge, cv, seed):
+    """The float64 route: Cholesky for a given ridge at t = inf, else one eigendecomposition for selection and flow."""
+    if ridge != "auto" and ts.ndim == 0 and np.isinf(ts):
+        return nngp_posterior(k, y, kx, ridge=ridge).mean, _ridge(ridge), "float64 Cholesky"
+    eigh = _as_eigh(k)
+    r = select_ridge(eigh, y, cv=cv, seed=seed).ridge if ridge == "auto" else _ridge(ridge)
+    return GradientFlow(eigh, y, ridge=r).mean(kx, ts), r, "float64 eigendecomposition"
+
+
+def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, **options):
+    """The large-n route: dual coefficients G_t Y from the blocked Cholesky or CG, then K(x, X) G_t Y by row blocks."""
+    if np.ndim(t):
+        raise SpecError(f"solver {name!r} takes one time t per call, got an array of {np.size(t)}")
+    n = check_square(k)
+    y, vector = _targets(y_train, n)
+    kx = kx if hasattr(kx, "shape") else np.asarray(kx)
+    if len(kx.shape) != 2 or kx.shape[1] != n:
+        raise SpecError(f"k_test_train has shape {tuple(kx.shape)}, expected ?x{n}")
+    solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
+    alpha = solve.flow(y, t)
+    mean = product(kx, alpha)
+    if imprecise(k):
+        judge(mean_error(k, kx, alpha, solve.rough), y, "test means", ridge)
+    return (mean[:, 0] if vector else mean), solve.details
