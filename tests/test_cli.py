@@ -127,3 +127,27 @@ def test_command_line_misuse_is_one_error_line(fc_spec, tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "error: " in err and "Traceback" not in err
+
+
+def test_fit_says_which_task_and_takes_task(tmp_path, capsys):
+    """Whole-number targets (amounts like 151) are classes unless --task regression; the choice is printed,
+    and with --task regression the MSE is that of kernel regression on the numbers (closed-form oracle)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3))
+    y = np.rint(150 + 30 * np.sin(x @ np.array([1.0, 0.5, -0.3]))).astype(np.int64)
+    np.savez(tmp_path / "amounts.npz", x_train=x[:45], y_train=y[:45], x_test=x[45:], y_test=y[45:])
+    (tmp_path / "fc.ik").write_text(DEFAULT_SPEC)
+    argv = ["fit", str(tmp_path / "fc.ik"), "--data", str(tmp_path / "amounts.npz"), "--ridge", "0.01"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "task      classification: the targets are whole numbers" in out and "--task regression" in out
+    assert "accuracy" in out
+    assert main(argv + ["--task", "regression"]) == 0
+    out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert out["task"] == "regression (--task regression)"
+    k, kx = relu_fc_kernels(x[:45])[1], relu_fc_kernels(x[45:], x[:45])[1]
+    mean = kx @ np.linalg.solve(k + 0.01 * np.eye(45), y[:45].astype(float))
+    assert float(out["mse"]) == pytest.approx(np.mean((mean - y[45:]) ** 2), rel=2e-5)
+    np.savez(tmp_path / "real.npz", x_train=x[:45], y_train=y[:45] + 0.5, x_test=x[45:], y_test=y[45:] + 0.5)
+    assert main(["fit", str(tmp_path / "fc.ik"), "--data", str(tmp_path / "real.npz"), "--task", "classification"]) == 2
+    assert "whole-number" in capsys.readouterr().err

@@ -50,6 +50,9 @@ def add_arguments(parser) -> None:
                         help="digits | fashion-mnist[:DIR] | mnist:DIR | FILE.npz | FILE.csv")
     parser.add_argument("--n-train", type=int, default=None, metavar="N", help="class-balanced training subset")
     parser.add_argument("--n-test", type=int, default=None, metavar="M", help="class-balanced test subset")
+    parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
+                        help="auto (default): whole-number or string targets are classes, other numbers "
+                        "regression targets; the choice and its reason are printed")
     parser.add_argument("--kernel", choices=("nngp", "ntk"), default="ntk",
                         help="ntk: train all layers; nngp: the readout only (at t=inf, the NNGP posterior mean)")
     parser.add_argument("--t", default="inf", metavar="T", help="training time of gradient flow (default inf)")
@@ -74,6 +77,29 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _with_task(data, task: str):
+    """The dataset with targets typed for `task`: int64 classes or float64 regression targets."""
+    if task == "regression":
+        return data._replace(y_train=data.y_train.astype(np.float64), y_test=data.y_test.astype(np.float64))
+    if task == "classification" and not data.is_classification:
+        if not all(np.all(y == np.round(y)) for y in (data.y_train, data.y_test)):
+            raise SpecError("--task classification needs whole-number or string targets; these have fractions")
+        return data._replace(y_train=data.y_train.astype(np.int64), y_test=data.y_test.astype(np.int64))
+    return data
+
+
+def _task_line(data, task: str) -> str:
+    """Which task was chosen, and why."""
+    if task != "auto":
+        return f"task      {task} (--task {task})"
+    if not data.is_classification:
+        return "task      regression: the targets are real numbers"
+    k, n = len(np.unique(data.y_train)), len(data.y_train)
+    many = f"; {k} classes for {n} training examples: if they are amounts, not classes, pass --task regression" \
+        if k > 20 and k > n / 10 else "; --task regression treats them as numbers"
+    return f"task      classification: the targets are whole numbers or strings ({k} distinct values){many}"
+
+
 def _data(args):
     """The dataset (subset, preprocessed, shaped for the spec) and the compiled kernel.
 
@@ -82,7 +108,8 @@ def _data(args):
     from ..kernel import compile as compile_spec
     from ..sklearn import spec_lets
 
-    data = preprocess(subset(load(args.data), args.n_train, args.n_test, args.seed), args.preprocess)
+    data = preprocess(subset(_with_task(load(args.data), args.task), args.n_train, args.n_test, args.seed),
+                      args.preprocess)
     text, lets = spec_lets(args.spec, math.prod(data.x_train.shape[1:]), overrides(args))
     kfn = compile_spec(text, **dict(lets))
     shape = tuple(kfn.graph.input_shape)
@@ -100,6 +127,7 @@ def run(args) -> int:
     shape = "x".join(map(str, data.x_train.shape[1:]))
     labels = f", {len(np.unique(data.y_train))} classes" if classes else ""
     print(f"data      {data.name}: {len(data.x_train)} train, {len(data.x_test)} test, input {shape}{labels}")
+    print(_task_line(data, args.task))
 
     kw = dict(get=args.kernel, dtype=args.dtype, batch_size=args.batch_size, memory=args.memory, progress=None)
     start = time.perf_counter()
