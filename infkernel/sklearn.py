@@ -36,7 +36,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .datasets import reshape_for
 from .errors import SpecError
-from .predict import Eigh, GradientFlow, classes_and_targets, select_ridge
+from .predict import Eigh, GradientFlow, classes_and_targets, choose_solver, select_ridge, select_ridge_subsample
+from .predict.solvers import IterativeSolve
 
 __all__ = ["CACHE", "DEFAULT_SPEC", "KernelCache", "KernelClassifier", "KernelRegressor", "fingerprint", "spec_lets"]
 
@@ -142,6 +143,7 @@ class _KernelModel(BaseEstimator):
         progress=False,
         n_features=None,
         random_state=0,
+        solver="auto",
     ):
         self.spec = spec
         self.kernel = kernel
@@ -154,6 +156,7 @@ class _KernelModel(BaseEstimator):
         self.progress = progress
         self.n_features = n_features
         self.random_state = random_state
+        self.solver = solver
 
     # -- the kernel
 
@@ -216,12 +219,27 @@ class _KernelModel(BaseEstimator):
         if self.n_features is not None:
             return self._fit_features(X, targets)
         self.X_fit_ = X
-        eigh = self._eigh(X)
         auto = isinstance(self.ridge, str)
+        self.solver_, self.solver_reason_ = choose_solver(len(X), self.solver)
+        if self.solver_ != "eigh":
+            return self._fit_large(X, targets, auto)
+        eigh = self._eigh(X)
         self.ridge_ = select_ridge(eigh, targets, cv=self.cv).ridge if auto else float(self.ridge)
         if np.isinf(self.t):
             eigh.require_invertible(self.ridge_)  # fail at fit, not at the first predict
         self.flow_ = GradientFlow(eigh, targets, ridge=self.ridge_)
+        return self
+
+    def _fit_large(self, X: np.ndarray, targets: np.ndarray, auto: bool):
+        """solver "cholesky" or "cg": the dual coefficients G_t Y at this t (predict at another t refits)."""
+        k = self._kernel(X)
+        y = targets.reshape(len(X), -1)
+        self.ridge_ = select_ridge_subsample(k, y, cv=self.cv, seed=self.random_state).ridge if auto else float(self.ridge)
+        self.flow_ = None
+        self.fit_t_ = float(self.t)
+        self.dual_coef_ = IterativeSolve(k, self.ridge_, self.solver_, seed=self.random_state).flow(y, self.fit_t_)
+        if targets.ndim == 1:
+            self.dual_coef_ = self.dual_coef_[:, 0]
         return self
 
     def _fit_features(self, X: np.ndarray, targets: np.ndarray):
@@ -246,6 +264,11 @@ class _KernelModel(BaseEstimator):
         self._check_params()
         if self.n_features is not None:
             return self.features_(reshape_for(X, self.features_.graph.input_shape)) @ self.weights_
+        if self.flow_ is None:
+            if float(self.t) != self.fit_t_:
+                raise SpecError(f"solver {self.solver_!r} fixed t = {self.fit_t_:g} at fit; refit for t = {self.t:g}",
+                                hint="or solver='eigh', whose one decomposition serves every t")
+            return self._kernel(X, self.X_fit_) @ self.dual_coef_
         return self.flow_.mean(self._kernel(X, self.X_fit_), float(self.t))
 
     def __sklearn_tags__(self):
@@ -279,9 +302,15 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         ridge regression is solved in feature space (O(n m^2), t = inf only;
         ridge="auto" then chooses on a 20 % validation split, not by `cv`).
     random_state : seed of the random features and of the validation split.
+    solver : "auto" (default), "eigh", "cholesky" or "cg", as in
+        :func:`infkernel.predict.kernel_regression`: "auto" takes "eigh" up to
+        n = 5000 (one decomposition serves every t, ridge and cv). With
+        "cholesky" or "cg" ridge="auto" is chosen by `cv` on a subsample of
+        2,000 training examples, t is fixed at fit, and return_std is refused.
 
-    Attributes: ridge_ (the ridge used), flow_ (the fitted
-    :class:`infkernel.predict.GradientFlow`), X_fit_, n_features_in_; with
+    Attributes: ridge_ (the ridge used), solver_ and solver_reason_, flow_
+    (the fitted :class:`infkernel.predict.GradientFlow`; None with
+    "cholesky"/"cg", which keep dual_coef_), X_fit_, n_features_in_; with
     n_features, features_ (the FeatureMap) and weights_ (m,) or (m, outputs) instead
     of flow_ and X_fit_.
     """
@@ -305,6 +334,9 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         mean = self._mean(X)
         if not return_std:
             return mean
+        if getattr(self, "flow_", None) is None:
+            raise SpecError("return_std needs the exact kernel with solver 'eigh'",
+                            hint="fit with solver='eigh' and n_features=None")
         X = validate_data(self, X, reset=False, allow_nd=True)
         var = self.flow_.cov(
             self._kernel(X, self.X_fit_),

