@@ -123,6 +123,12 @@ class KernelFn:
             With either, or with a Zarr `out`, the work is cut into square tiles
             (`infkernel.engine.tiles`), identical bit for bit in every runner.
         `self.last_run` then says {"computed", "skipped", "total"} tiles.
+
+        Raises SpecError for inputs of the wrong shape or with NaN or inf, and
+        `infkernel.overflow.NonFiniteKernel` (a SpecError and ArithmeticError)
+        when a kernel entry is inf or NaN: it names the first node, op and spec
+        line where the values stopped being finite (e.g. overflow of a deep net
+        in the chaotic phase).
         """
         get = check_get(get)
         dims = self.graph.input_shape
@@ -132,11 +138,24 @@ class KernelFn:
         if scheduler is not None or workers is not None or is_store(out):
             arrays, self.last_run = compute_tiled(self.engine, self.graph, x1, x2, get, check_dtype(dtype),
                                                   batch_size, memory, progress, out, scheduler, workers)
-            return Kernel(arrays.get("nngp"), arrays.get("ntk"))
-        self.last_run = None
-        nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
-                                        kinds=get)
-        return Kernel(nngp if "nngp" in get else None, ntk)
+            nngp, ntk = arrays.get("nngp"), arrays.get("ntk")
+        else:
+            self.last_run = None
+            nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
+                                            kinds=get)
+            nngp = nngp if "nngp" in get else None
+        self._check_finite(x1, x2, nngp, ntk, dtype)
+        return Kernel(nngp, ntk)
+
+    def _check_finite(self, x1, x2, nngp, ntk, dtype: str) -> None:
+        """Raise `overflow.NonFiniteKernel`, naming the first node whose values
+        were not finite, if an entry of the kernels is inf or NaN (the inputs
+        are finite: `check_inputs` saw to that)."""
+        from .overflow import diagnose, first_bad_entry
+        pair = first_bad_entry(nngp, ntk)
+        if pair is not None:
+            xb = x1 if x2 is None else x2
+            raise diagnose(self.program, x1[pair[0]], xb[pair[1]], ntk is not None, dtype, pair)
 
     def __repr__(self) -> str:
         return f"KernelFn(input {self.graph.nodes[0].shape}, {len(self.graph.nodes)} nodes)"
