@@ -213,6 +213,17 @@ def test_fit_command_accuracy_matches_closed_form_oracle(tmp_path, capsys, t):
     assert out["data"].startswith("digits: 90 train, 40 test, input 64, 10 classes")
 
 
+def _regression_files(tmp_path):
+    """A small regression problem as r.npz (35 train, 15 test) and DEFAULT_SPEC as fc.ik in tmp_path."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.1 * rng.normal(size=50)
+    np.savez(tmp_path / "r.npz", x_train=x[:35], y_train=y[:35], x_test=x[35:], y_test=y[35:])
+    spec = tmp_path / "fc.ik"
+    spec.write_text(DEFAULT_SPEC)
+    return x, y, spec
+
+
 @pytest.mark.parametrize("t", ["inf", "3"])
 @pytest.mark.parametrize("kind", ["ntk", "nngp"])
 def test_fit_command_regression_mse_matches_closed_form_oracle(tmp_path, capsys, t, kind):
@@ -222,12 +233,7 @@ def test_fit_command_regression_mse_matches_closed_form_oracle(tmp_path, capsys,
 
     from infkernel import cli
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(50, 4))
-    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.1 * rng.normal(size=50)
-    np.savez(tmp_path / "r.npz", x_train=x[:35], y_train=y[:35], x_test=x[35:], y_test=y[35:])
-    spec = tmp_path / "fc.ik"
-    spec.write_text(DEFAULT_SPEC)
+    x, y, spec = _regression_files(tmp_path)
     argv = ["fit", str(spec), "--data", str(tmp_path / "r.npz"), "--ridge", "0.01", "--t", t, "--kernel", kind]
     assert cli.main(argv) == 0
     out = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
@@ -244,12 +250,7 @@ def test_fit_command_solvers_and_kernel_files_match_the_closed_form_oracle(tmp_p
 
     from infkernel import cli
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(50, 4))
-    y = np.sin(x @ np.array([1.0, -0.5, 0.3, 0.2])) + 0.1 * rng.normal(size=50)
-    np.savez(tmp_path / "r.npz", x_train=x[:35], y_train=y[:35], x_test=x[35:], y_test=y[35:])
-    spec = tmp_path / "fc.ik"
-    spec.write_text(DEFAULT_SPEC)
+    x, y, spec = _regression_files(tmp_path)
     argv = ["fit", str(spec), "--data", str(tmp_path / "r.npz"), "--ridge", "0.01", "--solver", solver,
             "--kernels", str(tmp_path / "k")]
     assert cli.main(argv) == 0
