@@ -14,6 +14,7 @@ fixed inputs, over the draw of its random matrices:
   Zandieh et al. 2021, Sec. 3.1) with Rademacher instead of subsampled
   Hadamard rows: s(a, b) = (a R) * b / sqrt(m) with R (d, m) random signs and
   b already m random features; E[<s(a, b), s(a', b')>] = (a.a')(E[b.b']).
+- `tensor_sketch`: the same for two arbitrary vectors, both projected.
 - `poly_sketch`: degree-n tensor powers by products of n independent sign
   projections (the tensor random projection of Rakhshan & Rabusseau 2020; a
   flat PolySketch), E[<S(a), S(a')>] = (a.a')^n.
@@ -123,10 +124,20 @@ def conv_project(a, draws: Draws, name: str, m: int, window, strides, padding: s
 
 def product_sketch(a, b, draws: Draws, name: str):
     """Sketch of a (x) b: (a R) * b / sqrt(m), R (d_a, m) random signs, b (..., m)
-    random features whose expected inner product is what multiplies a.a'."""
+    whose mean coordinate product, (1/m) sum_j b_j b'_j, is what multiplies a.a'
+    (raw random features f'(u_j), not divided by sqrt(m))."""
     m = b.shape[-1]
     r = draws.signs(name, (a.shape[-1], m))
     return jnp.matmul(a, r, precision=HIGHEST) * b / math.sqrt(m)
+
+
+def tensor_sketch(a, b, draws: Draws, name: str, m: int):
+    """Sketch of a (x) b for any two feature vectors: (a R1) * (b R2) / sqrt(m), R1,
+    R2 independent random signs (TensorSRHT with dense sign matrices), so that
+    E[<s(a, b), s(a', b')>] = (a.a')(b.b') however b's weight is spread."""
+    r1 = draws.signs(f"{name}/a", (a.shape[-1], m))
+    r2 = draws.signs(f"{name}/b", (b.shape[-1], m))
+    return jnp.matmul(a, r1, precision=HIGHEST) * jnp.matmul(b, r2, precision=HIGHEST) / math.sqrt(m)
 
 
 def poly_sketch(a, degree: int, draws: Draws, name: str, m: int):
