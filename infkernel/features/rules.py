@@ -187,17 +187,12 @@ def layernorm(op, ins, ctx, fc):
     return Feats(f.nngp * scale, None if f.ntk is None else f.ntk * scale)
 
 
-RULES = {"dense": dense, "conv": conv, "identity": identity, "avgpool": per_channel_linear,
-         "gap": per_channel_linear, "flatten": flatten, "sum": sum_, "concat": concat, "layernorm": layernorm}
-
-
 def rule_of(op, where=None):
-    """The feature rule of `op`, or a SpecError naming it."""
-    from ..ops.activations import Activation
-    if op.name in RULES:
-        return RULES[op.name]
-    if isinstance(op, Activation):
-        return activation
-    raise SpecError(f"op {op.name!r} has no feature-map construction", where,
-                    "use ik.compile for its exact kernel; feature maps cover dense, conv, activations, "
-                    "avgpool, gap, flatten, sum, concat and layernorm")
+    """The feature rule of `op` (its `features` method), or a SpecError naming it."""
+    from ..ops import Op
+    if type(op).features is Op.features:
+        try:
+            op.features((), None, None)
+        except SpecError as e:
+            raise e.at(where) from None
+    return type(op).features

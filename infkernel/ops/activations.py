@@ -87,6 +87,10 @@ class Activation(Op):
         both = lax.optimization_barrier(jnp.stack([nngp, kdot * k.ntk]))
         return Cov(both[0], both[1], None, None)
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.activation(self, ins, ctx, fc)
+
     def apply(self, params, x, ctx):
         return self.fn(x)
 
@@ -375,6 +379,10 @@ class Identity(Activation):
         return x
 
     note = "identity"
+
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.identity(self, ins, ctx, fc)
 
     def kernel(self, k, ctx):
         return Cov(k.nngp, k.ntk, None, None)

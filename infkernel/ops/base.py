@@ -210,6 +210,17 @@ class Op:
         """Rule of an op with several inputs (arity != 1)."""
         raise NotImplementedError
 
+    # -- random features (infkernel.features) -----------------------------
+    def features(self, ins: tuple, ctx: Ctx, fc):
+        """Output features from the input features `ins` (a tuple of
+        `infkernel.features.Feats`, one per input), so that their inner
+        products approximate this op's kernel rule; `fc` is the
+        `infkernel.features.FeatureCtx` (m, draws of random matrices). An op
+        without a construction raises a SpecError naming it."""
+        raise SpecError(f"op {self.name!r} has no feature-map construction",
+                        hint="use ik.compile for its exact kernel; feature maps cover dense, conv, activations, "
+                        "avgpool, gap, flatten, sum, concat and layernorm")
+
     # -- finite width ----------------------------------------------------
     def init(self, key, ctx: Ctx):
         """Parameters of the finite layer (a pytree; () for none)."""

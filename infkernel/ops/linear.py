@@ -145,6 +145,10 @@ class Dense(Affine):
         self.check_width(parameterization)
         return Shape(in_shapes[0].spatial, self.width)
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.dense(self, ins, ctx, fc)
+
     def apply(self, params, x, ctx):
         sw, sb = self.scales(ctx)
         return sw * (x @ params["w"]) + self._bias(params, sb)
@@ -221,6 +225,10 @@ class Conv(WindowedAffine):
     def validate(self):
         super().validate()
         check(self.width is None or self.width >= 1, f"conv width must be positive, got {self.width}")
+
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.conv(self, ins, ctx, fc)
 
     def apply(self, params, x, ctx):
         sw, sb = self.scales(ctx)

@@ -41,6 +41,10 @@ class Layernorm(Op):
         scale = 1 / sp.sqrt(ins[0].q1 * ins[0].q2)
         return ins[0].sigma * scale, ins[0].theta * scale, "normalised by the variances"
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.layernorm(self, ins, ctx, fc)
+
     def apply(self, params, x, ctx):
         centred = x - jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(centred ** 2, axis=-1, keepdims=True)

@@ -54,6 +54,10 @@ class Avgpool(Windowed):
         pool = sp.Function("pool_" + "x".join(map(str, self.window)))
         return pool(ins[0].sigma), pool(ins[0].theta), "mean over pairs of window positions (needs pairs of positions)"
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.per_channel_linear(self, ins, ctx, fc)
+
     def apply(self, params, x, ctx):
         dims = (1, *self.window, 1)
         strides = (1, *self.strides(), 1)
@@ -104,6 +108,10 @@ class Gap(Op):
         mean = sp.Function("mean_pairs")
         return mean(ins[0].sigma), mean(ins[0].theta), "mean over all pairs of positions (Arora et al. 2019, CNTK-GAP)"
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.per_channel_linear(self, ins, ctx, fc)
+
     def apply(self, params, x, ctx):
         return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
@@ -141,6 +149,10 @@ class Flatten(Op):
         import sympy as sp
         mean = sp.Function("mean_diagonal")
         return mean(ins[0].sigma), mean(ins[0].theta), "mean over same positions (same-position covariances suffice)"
+
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.flatten(self, ins, ctx, fc)
 
     def apply(self, params, x, ctx):
         return x.reshape(x.shape[0], -1)

@@ -91,6 +91,10 @@ class Sum(Op):
     def explain(self, ctx, ins):
         return sum(t.sigma for t in ins), sum(t.theta for t in ins), "sum of independent branches"
 
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.sum_(self, ins, ctx, fc)
+
     def apply(self, params, xs, ctx):
         return sum(xs)
 
@@ -174,6 +178,10 @@ class Concat(Op):
         w = [sp.nsimplify(v) for v in self.weights(ctx)]
         return (sum(wi * t.sigma for wi, t in zip(w, ins)), sum(wi * t.theta for wi, t in zip(w, ins)),
                 "channel-weighted mean of the branches")
+
+    def features(self, ins, ctx, fc):
+        from ..features import rules  # the math and its sources: infkernel.features.rules
+        return rules.concat(self, ins, ctx, fc)
 
     def apply(self, params, xs, ctx):
         return jnp.concatenate(xs, axis=-1)
