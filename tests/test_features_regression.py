@@ -97,3 +97,15 @@ def test_sklearn_estimators_with_n_features():
     assert clf.score(x, labels) > 0.8 and clf.predict(x).shape == (40,)
     with pytest.raises(SpecError, match="t = inf"):
         KernelRegressor(SPEC, t=1.0, n_features=8).fit(x, y[:, 0])
+
+
+def test_cli_fit_with_features(capsys):
+    from infkernel.cli import main
+    assert main(["fit", "specs/digits_mlp.ik", "--data", "digits", "--n-train", "300", "--n-test", "200",
+                 "--features", "256", "--dtype", "float32"]) == 0
+    out = capsys.readouterr().out
+    assert "features  ntk, m=256 (dim 256)" in out and "validation split 0.2" in out
+    assert float(out.split("accuracy")[1].split()[0]) > 0.85
+    assert main(["fit", "specs/digits_mlp.ik", "--data", "digits", "--n-train", "50", "--features", "8",
+                 "--t", "1"]) != 0
+    assert "t = inf" in capsys.readouterr().err

@@ -131,14 +131,14 @@ def _data(args):
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
     data, kfn = _data(args)
-    if args.features is not None:
-        from ..features.cli import run_features
-        return run_features(args, data, kfn.graph, t, ridge)
     classes = data.is_classification
     shape = "x".join(map(str, data.x_train.shape[1:]))
     labels = f", {len(np.unique(data.y_train))} classes" if classes else ""
     print(f"data      {data.name}: {len(data.x_train)} train, {len(data.x_test)} test, input {shape}{labels}")
     print(_task_line(data, args.task))
+    if args.features is not None:
+        from ..features.cli import run_features
+        return run_features(args, data, kfn.graph, t, ridge)
 
     if args.validation is not None and not 0 < args.validation < 1:
         raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")

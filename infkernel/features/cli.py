@@ -8,13 +8,13 @@ import time
 import numpy as np
 
 from ..errors import SpecError
-from ..predict import one_hot_targets
+from ..predict import classes_and_targets
 from . import features
 from .regression import feature_regression
 
 
 def run_features(args, data, graph, t: float, ridge) -> int:
-    """Prints the same lines as the exact path: data (already printed), features, solve, accuracy or mse."""
+    """After the data and task lines: the features, solve and accuracy (or mse) lines of the exact path."""
     if not math.isinf(t):
         raise SpecError("--features solves ridge regression (t = inf) only", hint="drop --t or set --t inf")
     if args.features < 1:
@@ -22,13 +22,14 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     start = time.perf_counter()
     fmap = features(graph, args.features, get=args.kernel, seed=args.seed, dtype=args.dtype)
     classes = data.is_classification
-    class_names, targets = one_hot_targets(data.y_train) if classes else (None, data.y_train)
+    class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
     print(f"features  {args.kernel}, m={args.features} (dim {fmap.dim}), {args.dtype}, seed {args.seed}")
     print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
-    out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, seed=args.seed,
-                             batch_size=args.batch_size or 256)
+    validation = args.validation if getattr(args, "validation", None) is not None else 0.2
+    out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, validation=validation,
+                             seed=args.seed, batch_size=args.batch_size or 256)
     elapsed = time.perf_counter() - start
-    chosen = " (validation split 0.2)" if ridge == "auto" else ""
+    chosen = f" (validation split {validation:g})" if ridge == "auto" else ""
     print(f"solve     ridge {out.ridge:.3g}{chosen}, features and solve: {elapsed:.2f} s")
     if classes:
         print(f"accuracy  {float(np.mean(class_names[np.argmax(out.mean, axis=1)] == data.y_test)):.4f}")
