@@ -130,7 +130,7 @@ class FeatureMap:
                 analysis = fn.lower(self.params, x).compile().cost_analysis()
                 if isinstance(analysis, list):
                     analysis = analysis[0]
-                flops = float((analysis or {}).get("flops", float("nan")))
+                flops = float((analysis or {}).get("flops", 0.0))  # absent: nothing counted
                 f = jax.eval_shape(fn, self.params, x)
                 floats = sum(math.prod(a.shape[1:]) for a in f if a is not None)
                 params = sum(math.prod(v.shape) for k, v in self.params.items() if k.split("/")[0] == str(node.id))
