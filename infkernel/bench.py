@@ -35,8 +35,8 @@ from pathlib import Path
 
 from .errors import SpecError
 
-WORKLOADS = ("fc-deep", "cnn-gap", "cnn-flatten", "myrtle5")
-DEFAULT_N = {"fc-deep": 2048, "cnn-gap": 64, "cnn-flatten": 256, "myrtle5": 16}
+WORKLOADS = ("fc-deep", "cnn-gap", "cnn-flatten", "myrtle5", "attention")
+DEFAULT_N = {"fc-deep": 2048, "cnn-gap": 64, "cnn-flatten": 256, "myrtle5": 16, "attention": 128}
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -138,11 +138,13 @@ def run_infkernel(name: str, n: int, repeats: int = 3, memory=None, save: str | 
                   data["layout"], data["cpu_seconds"], data["flops"], data["bytes"])
 
 
-def run_peer(python: str, name: str, n: int, save: str | None = None, timeout: float | None = None) -> Result:
+def run_peer(python: str, name: str, n: int, save: str | None = None, timeout: float | None = None,
+             x64: bool = False) -> Result:
+    """neural-tangents on the workload (float32, or float64 with `x64`: a reference)."""
     script = peer_dir() / "nt_bench.py"
     if not script.exists():
         raise SpecError(f"cannot find {script}", hint="set INFKERNEL_PEER_DIR to the folder of nt_bench.py")
-    cmd = [python, str(script), name, "--n", str(n)] + (["--save", save] if save else [])
+    cmd = [python, str(script), name, "--n", str(n)] + (["--save", save] if save else []) + (["--x64"] if x64 else [])
     stdout, peak = _run(cmd, timeout)
     data = json.loads(stdout.strip().splitlines()[-1])
     return Result("neural-tangents", name, n, data["seconds"], data["first_call_seconds"] - data["seconds"], peak,
@@ -190,6 +192,18 @@ def compare(ours: str, theirs: str) -> dict[str, float]:
     off = ~np.eye(*diff["ntk"].shape, dtype=bool)
     return {"nngp": float(diff["nngp"].max()), "ntk": float(diff["ntk"].max()),
             "ntk off": float(diff["ntk"][off].max(initial=0.0))}
+
+
+def reference_line(name: str, ours: str, reference: str, peer: str | None = None) -> str:
+    """The float32 kernels' largest relative differences from neural-tangents' float64 kernel."""
+    text = f"{name}: float32 against neural-tangents float64: infkernel " + _diff_text(compare(ours, reference))
+    if peer:
+        text += "; neural-tangents float32 " + _diff_text(compare(peer, reference))
+    return text
+
+
+def _diff_text(diff: dict) -> str:
+    return f"nngp {diff['nngp']:.1e} ntk {diff['ntk']:.1e} (off the diagonal {diff['ntk off']:.1e})"
 
 
 def run_peaks(timeout: float | None = None) -> dict:

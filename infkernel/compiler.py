@@ -52,6 +52,15 @@ def reads_variances(node: Node) -> bool:
     return node.op.reads_variances
 
 
+def reads_self_pairs(node: Node) -> bool:
+    """Does the op read each example's own covariances at all pairs of positions (attention)?"""
+    return node.op.reads_self_pairs
+
+
+def SELF_PAIRS_KEY(node_id: int) -> int:  # noqa: N802 - a key scheme, beside the node ids of variances
+    return -1 - node_id
+
+
 @dataclass(frozen=True)
 class Scan:
     """Iterations of one repeat group run by lax.scan over a body."""
@@ -149,7 +158,7 @@ class Program:
         return tuple(steps)
 
     # -- evaluation ------------------------------------------------------------
-    def _node(self, node: Node, env: dict, x1, x2, need_ntk: bool) -> Cov:
+    def _node(self, node: Node, env: dict, x1, x2, need_ntk: bool, variances, record) -> Cov:
         ctx = self.ctx[node.id]
         op = node.op
         if not node.inputs:
@@ -158,8 +167,24 @@ class Program:
         rank = ctx.in_shapes[0].rank
         ks = [self._convert(env[i], self.layout[i], ctx.layout_in, rank) for i in node.inputs]
         if op.arity == 1:
-            return op.kernel(ks[0], ctx)
+            k = ks[0]
+            if reads_self_pairs(node):
+                k = self._self_pairs(node, k, variances, record)
+            return op.kernel(k, ctx)
         return op.kernel_fanin(tuple(ks), ctx)
+
+    @staticmethod
+    def _self_pairs(node: Node, k: Cov, variances, record) -> Cov:
+        """`k` with var1, var2 replaced by each example's own covariances at all
+        pairs of positions (n, *S, *S) (what attention's weights read): taken
+        from the self pass, where x1 = x2 is one example, and recorded under
+        the key -1 - node id; looked up in the cross pass."""
+        key = SELF_PAIRS_KEY(node.id)
+        if variances is None:
+            own = k.nngp[:, 0]
+            record[key] = own
+            return Cov(k.nngp, k.ntk, own, own)
+        return Cov(k.nngp, k.ntk, variances[0][key], variances[1][key])
 
     @staticmethod
     def _convert(k: Cov, have: str, want: str, rank: int) -> Cov:
@@ -179,7 +204,7 @@ class Program:
                 self._scan(step, env, x1, x2, need_ntk, variances, record)
                 continue
             node = self.graph.nodes[step]
-            k = self._node(node, env, x1, x2, need_ntk)
+            k = self._node(node, env, x1, x2, need_ntk, variances, record)
             var1 = var2 = None
             if step in self.recorded:
                 if variances is None:

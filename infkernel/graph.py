@@ -82,6 +82,9 @@ class Node:
     shape: Shape
     where: Where | None = None
     scope: tuple[tuple[int, int], ...] = ()  # ((repeat group, iteration), ...), outermost first
+    # Where this node's output is not Gaussian but a Gaussian scale mixture
+    # (downstream of sqrt-scaled attention): that node, described; else None.
+    mixture: str | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -137,6 +140,12 @@ class Graph:
         return self.summary()
 
 
+def _linear_in_covariance(op: Op) -> bool:
+    """Is the op's rule exact whatever the input's distribution, given its
+    covariance (true for ops whose output is linear in their input)?"""
+    return not (op.needs_gaussian_input or op.needs_centred_input or op.reads_self_pairs)
+
+
 class _Builder:
     def __init__(self, parameterization: str):
         if parameterization not in ("ntk", "standard"):
@@ -148,6 +157,9 @@ class _Builder:
     def add(self, op: Op, inputs: tuple[int, ...], where, scope) -> int:
         in_shapes = tuple(self.nodes[i].shape for i in inputs)
         try:
+            if self.parameterization not in op.parameterizations:
+                raise SpecError(f"{op.name} is defined in the {' and '.join(op.parameterizations)} "
+                                f"parameterization only", hint=f"use parameterization {op.parameterizations[0]}")
             shape = op.shape(in_shapes, self.parameterization)
             source = self.nodes[inputs[0]].op.name if inputs else ""
             if op.needs_centred_input and not self.fresh(inputs[0]):
@@ -156,9 +168,19 @@ class _Builder:
             if op.needs_gaussian_input and not self.fresh(inputs[0]):
                 raise SpecError(f"{op.name} needs Gaussian pre-activations from a dense or conv layer; "
                                 f"its input comes from {source}", hint="its dual kernel assumes them")
+            mixture = next((self.nodes[i].mixture for i in inputs if self.nodes[i].mixture is not None), None)
+            if mixture is not None and not _linear_in_covariance(op):
+                raise SpecError(f"{op.name} after {mixture}: that output is a Gaussian scale mixture at a finite "
+                                "number of heads, not Gaussian, so only ops linear in the covariance (dense, conv, "
+                                "pooling, flatten, sums) may follow it",
+                                hint="use scaling=linear, whose output is Gaussian")
         except SpecError as e:
             raise e.at(where) from None
-        self.nodes.append(Node(len(self.nodes), op, inputs, shape, where, scope))
+        if not op.gaussian_output:
+            mixture = f"node {len(self.nodes)} ({op})"
+        else:
+            mixture = next((self.nodes[i].mixture for i in inputs if self.nodes[i].mixture is not None), None)
+        self.nodes.append(Node(len(self.nodes), op, inputs, shape, where, scope, mixture))
         return len(self.nodes) - 1
 
     def fresh(self, node_id: int) -> bool:

@@ -212,6 +212,7 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
     if unknown:
         raise SpecError(f"unknown ops in include: {unknown}")
     param = parameterization or _pick(draw, ["ntk", "standard"])
+    include = tuple(name for name in include if param in REGISTRY[name].parameterizations)
     needs_spatial = {name for name, cls in REGISTRY.items() if cls.needs_spatial}
     reduces_rank = [name for name, cls in _ops().items() if cls.reduces_rank]
     needs_rank = any(name in needs_spatial for name in include)

@@ -14,6 +14,7 @@ from infkernel.ops import REGISTRY, Windowed
 DATA = Path(__file__).resolve().parent / "data"
 GOLDEN = Path(os.environ.get("INFKERNEL_GOLDEN", DATA / "golden"))
 GOLDEN_V2 = Path(os.environ.get("INFKERNEL_GOLDEN_V2", DATA / "golden-v2"))
+ATTENTION = DATA / "attention"  # attention beyond golden-v2 (see its README)
 
 
 def cases(folder: Path = GOLDEN) -> list[dict]:
@@ -85,6 +86,8 @@ def _layer(layer: dict, indent: str) -> list[str]:
     if issubclass(REGISTRY[name], Windowed) and "stride" not in args:
         args["stride"] = "1"  # neural-tangents' default, not infkernel's window for pools
     return [indent + " ".join([name, *(f"{k}={v}" for k, v in args.items())])]
+
+
 def spec_text(case: dict) -> str:
     """The case's network in the infkernel language."""
     lines = [f"# golden case {case['name']}", f"input {_dims(case['input_shape'])}",

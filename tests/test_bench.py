@@ -48,3 +48,16 @@ def test_each_workload_may_name_its_own_n(capsys):
     assert _workload("fc-deep", None) == ("fc-deep", bench.default_n("fc-deep"))
     assert main(["bench", "cnn-flatten:0"]) == 2
     assert "WORKLOAD:N" in capsys.readouterr().err
+
+
+def test_reference_line_reports_each_float32_kernel_against_the_float64_one(tmp_path):
+    ref = np.array([[2.0, 1.0], [1.0, 2.0]])
+    np.savez(tmp_path / "ref.npz", nngp=ref, ntk=ref)
+    np.savez(tmp_path / "ours.npz", nngp=ref + 2e-6, ntk=ref)
+    line = bench.reference_line("attention", tmp_path / "ours.npz", tmp_path / "ref.npz", tmp_path / "ref.npz")
+    assert "infkernel nngp 1.0e-06 ntk 0.0e+00" in line and "neural-tangents float32 nngp 0.0e+00" in line
+
+
+def test_x64_reference_needs_the_peer(capsys):
+    assert main(["bench", "attention", "--x64-reference"]) == 2
+    assert "needs --peer" in capsys.readouterr().err

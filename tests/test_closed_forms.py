@@ -152,3 +152,14 @@ def test_monte_carlo_of_closed_forms(formula):
     x = np.random.default_rng(1).normal(size=(3, 3)) / 1.5
     get = ("nngp",) if "sign" in formula else ("nngp", "ntk")
     assert_matches_monte_carlo(spec, x, width=256, n_samples=24, get=get)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_relu_power_matches_neural_tangents_off_the_diagonal(k):
+    from golden import DATA
+    data = np.load(DATA / "closed-forms" / "rectified_monomial.npz")
+    spec = f"input 4\ndense w_std=1.2 b_std=0.1\nact \"max(x, 0)**{k}\"\ndense w_std=0.9 b_std=0.1\n"
+    got = ik.compile(spec)(data["x1"], data["x2"], dtype="float64", progress=False)
+    for kind in ("nngp", "ntk"):
+        ref = data[f"{kind}{k}"]
+        assert np.abs(getattr(got, kind) - ref).max() / np.abs(ref).max() < 1e-12

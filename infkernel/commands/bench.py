@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-peaks", action="store_true",
                         help="do not measure the machine's matmul and streaming peaks first")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per measurement")
+    parser.add_argument("--x64-reference", action="store_true",
+                        help="with --peer: also run neural-tangents in float64 and print each float32 kernel's "
+                             "largest relative difference from it")
 
 
 def _workload(item: str, n: int | None) -> tuple[str, int]:
@@ -68,6 +71,11 @@ def run(args) -> int:
         raise SpecError("--n and --repeats must be positive")
     if args.peer and not os.path.exists(args.peer):
         raise SpecError(f"--peer: no interpreter at {args.peer}", hint="run bash ../shared/peer/setup.sh")
+    if args.peer and not (bench.peer_dir() / "nt_bench.py").exists():  # before any work, not after ours
+        raise SpecError(f"cannot find {bench.peer_dir() / 'nt_bench.py'}",
+                        hint="set INFKERNEL_PEER_DIR to the folder of nt_bench.py")
+    if args.x64_reference and not args.peer:
+        raise SpecError("--x64-reference needs --peer (the float64 reference is neural-tangents')")
     peaks = None if args.no_peaks else bench.run_peaks(args.timeout)
     if peaks:
         _say(bench.peaks_line(peaks))
@@ -94,4 +102,13 @@ def run(args) -> int:
                 failed += 1
                 continue
             _say(bench.row(ours, peer, bench.compare(ours_file, peer_file), peaks))
+            if args.x64_reference:
+                reference_file = os.path.join(tmp, f"{name}.nt64.npz")
+                try:
+                    bench.run_peer(args.peer, name, n, reference_file, args.timeout, x64=True)
+                except RuntimeError as e:
+                    print(f"{name}: neural-tangents float64: {e}", file=sys.stderr)
+                    failed += 1
+                    continue
+                _say(bench.reference_line(name, ours_file, reference_file, peer_file))
     return 1 if failed else 0

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from ..ops import PAIRS
+from ..compiler import reads_self_pairs
 
 # Arrays of one pair's largest covariance alive at once in a rule, on average
 # (nngp, ntk, their padded copies, the activation's temporaries); checked
@@ -41,8 +42,20 @@ AXIS = "devices"
 
 
 def node_entries(program) -> list[int]:
-    """Covariance entries per input pair at each node."""
-    return [math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS else 1) for n in program.graph.nodes]
+    """Covariance entries per input pair at each node: P^2 for pairs of positions,
+    also at a node that reads pairs (attention) whatever layout it writes."""
+    return [math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS or reads_self_pairs(n) else 1)
+            for n in program.graph.nodes]
+
+
+def node_work(program) -> list[int]:
+    """Entries visited per input pair at each node: attention contracts its
+    P x P weights with P x P covariances on both sides, P^3 each (twice)."""
+    work = node_entries(program)
+    for n in program.graph.nodes:
+        if reads_self_pairs(n):
+            work[n.id] = 2 * math.prod(n.shape.spatial) ** 3
+    return work
 
 
 def pair_bytes(program, itemsize: int) -> int:
@@ -52,7 +65,7 @@ def pair_bytes(program, itemsize: int) -> int:
 
 def pair_seconds(program) -> float:
     """Rough time of one input pair through the whole program."""
-    return sum(node_entries(program)) * ENTRY_SECONDS
+    return sum(node_work(program)) * ENTRY_SECONDS
 
 
 def input_bytes(program, x: np.ndarray, variances) -> int:

@@ -30,7 +30,8 @@ How to add an op
    (the rule reads var1/var2; the compiler records them), `needs_layout`
    (PAIRS for ops that mix positions), `needs_spatial`, `reduces_rank`,
    `fresh` and `needs_gaussian_input`/`needs_centred_input` (the graph
-   builder's exactness rules), `linear` (finite NTK by input patches),
+   builder's exactness rules), `gaussian_output`, `reads_self_pairs` and
+   `parameterizations` (see below), `linear` (finite NTK by input patches),
    `same_channels` and `max_correlated_inputs` (joins), `golden_name`
    (neural-tangents' layer name in tests/data, if not `name`).
 4. Tests: give the class `examples()` (spec lines, input dims, a NumPy
@@ -157,6 +158,15 @@ class Op:
     # end in their own fresh dense/conv layer (None: no condition).
     max_correlated_inputs: ClassVar[int | None] = None
     golden_name: ClassVar[str | None] = None  # neural-tangents' layer-list name, if not `name`
+    # The rule reads each example's own covariances at all pairs of positions
+    # (n, *S, *S) as var1/var2 (attention's weights); the compiler's self pass records them.
+    reads_self_pairs: ClassVar[bool] = False
+    parameterizations: ClassVar[tuple[str, ...]] = ("ntk", "standard")  # those the op is defined in
+    # Is the output Gaussian at infinite width whenever the input is? False
+    # (an instance property may decide) for a Gaussian scale mixture (sqrt-scaled
+    # attention at finite heads): the graph builder then admits only ops whose
+    # rule is linear in the covariance downstream.
+    gaussian_output: ClassVar[bool] = True
 
     # -- tests: the hypothesis strategy of `infkernel.testing` ------------------
     draw_priority: ClassVar[int] = 100  # lower: drawn (and shrunk towards) first
