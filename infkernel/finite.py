@@ -317,7 +317,10 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
 
     out1, vjp1, p1 = side(x1)
     out2, vjp2, p2 = (out1, vjp1, p1) if x2 is None else side(x2)
-    gram = {i: jnp.einsum("apm,bqm->abpq", p1[i], p2[i]) for i in ids}
+    # Weights shared by all positions: every pair of positions (p, q) meets;
+    # weights of their own per position (conv_local): only p = q.
+    shared = {i: nodes[i].op.shared_weights for i in ids}
+    gram = {i: jnp.einsum("apm,bqm->abpq" if shared[i] else "apm,bpm->abp", p1[i], p2[i]) for i in ids}
 
     def grads(vjp, n, start):  # {id: (chunk, n, positions, channels)}
         hot = (jnp.arange(net.n_out)[None, :] == start + jnp.arange(chunk)[:, None]).astype(dtype)
@@ -329,10 +332,16 @@ def _ntk_structured(net: FiniteNet, params, x1, x2, ids, memory):
         g2 = g1 if x2 is None else grads(vjp2, n2, k * chunk)
         for i in ids:
             sw, sb = nodes[i].op.scales(net.ctxs[i])
-            kg = jnp.einsum("capj,cbqj->abpq", g1[i], g2[i])
-            theta = theta + sw ** 2 * jnp.einsum("abpq,abpq->ab", gram[i], kg)
-            if "b" in params[i]:
-                theta = theta + sb ** 2 * jnp.einsum("caj,cbj->ab", g1[i].sum(2), g2[i].sum(2))
+            if shared[i]:
+                kg = jnp.einsum("capj,cbqj->abpq", g1[i], g2[i])
+                theta = theta + sw ** 2 * jnp.einsum("abpq,abpq->ab", gram[i], kg)
+                if "b" in params[i]:
+                    theta = theta + sb ** 2 * jnp.einsum("caj,cbj->ab", g1[i].sum(2), g2[i].sum(2))
+            else:
+                kg = jnp.einsum("capj,cbpj->abp", g1[i], g2[i])
+                theta = theta + sw ** 2 * jnp.einsum("abp,abp->ab", gram[i], kg)
+                if "b" in params[i]:  # a bias per position
+                    theta = theta + sb ** 2 * jnp.einsum("abp->ab", kg)
         return theta
 
     theta = _loop(n_chunks, body, jnp.zeros((n1, n2), dtype))

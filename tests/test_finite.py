@@ -210,3 +210,14 @@ def test_ntk_tiles_examples_when_pairs_of_positions_do_not_fit():
     tiled = net.ntk(params, x, memory=40_000)  # 2 examples a side: 3 x 3 tiles
     np.testing.assert_allclose(tiled, whole, rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(net.ntk(params, x[:3], x[3:], memory=40_000), whole[:3, 3:], rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_new_layers_ntk_matches_brute_force(parameterization):
+    """conv_local (weights per position: the structured NTK pairs a position with itself only),
+    conv_transpose, sumpool and a product of branches, against the full Jacobian."""
+    net = network(f"input 4x2\nparameterization {parameterization}\nconv_local 2 same width=3 w_std=1.3 b_std=0.2\n"
+                  "relu\nconv_transpose 2 same stride=2 width=3 w_std=1.1 b_std=0\nrelu\nsumpool 2 stride=1\n"
+                  "parallel prod:\n    branch:\n        conv 2 same width=3 b_std=0.1\n    branch:\n"
+                  "        conv_local 1 width=3\nflatten\ndense width=2 b_std=0.1\n", width=3)
+    _check_against_brute_force(net, ("structured", "jacobian"))

@@ -1,19 +1,27 @@
-"""Every reference kernel of ../shared/golden (neural-tangents 0.6.5, float64)."""
+"""Every reference kernel of tests/data/golden and tests/data/golden-v2 (neural-tangents 0.6.5, float64)."""
 import jax
 import numpy as np
 import pytest
 
 import infkernel as ik
-from golden import cases, load, spec_text
+from golden import GOLDEN, GOLDEN_V2, cases, load, spec_text
 
-CASES = cases()
+ATTENTION = pytest.mark.xfail(strict=True, reason="attention op: issue 16, helper attention")
+
+
+def _param(case):
+    marks = [ATTENTION] if any(layer["op"] == "attention" for layer in case["layers"]) else []
+    return pytest.param(case, id=f"{case['name']}", marks=marks)
+
+
+CASES = [_param(c) for c in cases(GOLDEN) + cases(GOLDEN_V2)]
 
 
 def rel_err(a, ref):
     return np.abs(np.asarray(a, np.float64) - ref).max() / np.abs(ref).max()
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", CASES)
 def test_graph_output_shape(case):
     graph = ik.parse(spec_text(case))
     assert graph.input_shape == tuple(case["input_shape"])
@@ -22,7 +30,7 @@ def test_graph_output_shape(case):
     assert graph.output.shape.channels == last.get("width")
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-9), ("float32", 1e-4)])
 def test_matches_reference(case, dtype, tol):
     data = load(case)

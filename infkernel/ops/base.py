@@ -153,6 +153,7 @@ class Op:
     # finite NTK takes the structured path (`infkernel.finite`), and the op has
     # `width`, `fan_in`, `patches` and `scales`.
     linear: ClassVar[bool] = False
+    shared_weights: ClassVar[bool] = True  # with `linear`: one w for all positions (False: conv_local)
     same_channels: ClassVar[bool] = False  # a join whose inputs must have equal channels (sum, prod)
     # A join exact only for independent inputs: how many inputs may fail to
     # end in their own fresh dense/conv layer (None: no condition).

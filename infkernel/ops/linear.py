@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ class Affine(Op):
 
     fresh = "yes"
     linear = True
+    explain_window: ClassVar[str] = "mean"  # name of the window operation in `explain`
 
     def _window(self, ctx: Ctx) -> tuple[int, ...]:
         return ()
@@ -66,7 +68,7 @@ class Affine(Op):
         return Cov(nngp, ntk, None, None)
 
     def explain(self, ctx, ins):
-        s, t = (window_mean_of(a, self._window(ctx)) for a in (ins[0].sigma, ins[0].theta))
+        s, t = (window_mean_of(a, self._window(ctx), self.explain_window) for a in (ins[0].sigma, ins[0].theta))
         w2, b2 = sp_float(self.w_std) ** 2, sp_float(self.b_std or 0) ** 2
         sigma = w2 * s + b2
         if ctx.parameterization == "ntk":

@@ -39,7 +39,8 @@ def conv_local(x, w, stride, padding):
     rank = x.ndim - 2
     window = w.shape[rank:2 * rank]
     p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
-    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)])
+    mode = "wrap" if padding == "circular" else "constant"
+    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)], mode=mode)
     out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (w.shape[-1],))
     for q in np.ndindex(*out.shape[1:-1]):
         for t in np.ndindex(*window):
@@ -49,22 +50,20 @@ def conv_local(x, w, stride, padding):
 
 
 def conv_transpose(x, w, stride, padding):
-    """The transposed convolution: every input position i scatters x[i] @ w[t]
-    to output position s i + t - lo, on an output of extent s n (same) or
-    s (n - 1) + k (valid); lo = (k - s) // 2 for same (the cropping of
-    lax.conv_transpose)."""
+    """The transposed convolution, by scattering: input position i and tap t
+    add x[i] @ w[t] to output position a + s i - t, with a the low padding of
+    the dilated input (lax.conv_transpose's convention: y[p] = sum_t D[p + t] w[t]
+    over the input dilated by s and padded by (a, b))."""
+    from .conv_transpose import transpose_pads
     rank = x.ndim - 2
     window = w.shape[:rank]
     spatial = x.shape[1:-1]
-    if padding == "valid":
-        outs, los = [s * (n - 1) + k for n, k, s in zip(spatial, window, stride)], [0] * rank
-    else:
-        outs = [s * n for n, s in zip(spatial, stride)]
-        los = [max(k - s, 0) // 2 if k >= s else -((s - k + 1) // 2) for k, s in zip(window, stride)]
+    p = [transpose_pads(k, s, padding) for k, s in zip(window, stride)]
+    outs = [s * (n - 1) + 1 + a + b - k + 1 for n, k, s, (a, b) in zip(spatial, window, stride, p)]
     out = np.zeros((x.shape[0],) + tuple(outs) + (w.shape[-1],))
     for i in np.ndindex(*spatial):
         for t in np.ndindex(*window):
-            q = tuple(s * ii + ti - lo for s, ii, ti, lo in zip(stride, i, t, los))
+            q = tuple(a + s * ii - ti for (a, _), s, ii, ti in zip(p, stride, i, t))
             if all(0 <= qi < o for qi, o in zip(q, outs)):
                 out[(slice(None),) + q] += x[(slice(None),) + i] @ w[t]
     return out
