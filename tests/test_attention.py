@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import infkernel as ik
-from golden import ATTENTION, GOLDEN_V2, cases, load, spec_text
+from golden import ATTENTION, cases, load, spec_text
 from infkernel.compiler import Program
 from infkernel.engine.plan import node_entries, node_work
 from infkernel.errors import SpecError
@@ -12,7 +12,8 @@ from infkernel.finite import host_key, network
 from infkernel.ops import PAIRS
 from infkernel.testing import assert_matches_monte_carlo
 
-REFERENCE = [c for c in cases(GOLDEN_V2) if c["name"].startswith("attention")] + cases(ATTENTION)
+# golden-v2's attention_softmax and attention_identity run in tests/test_golden.py
+REFERENCE = cases(ATTENTION)
 
 
 def rel_err(a, ref):

@@ -6,15 +6,7 @@ import pytest
 import infkernel as ik
 from golden import GOLDEN, GOLDEN_V2, cases, load, spec_text
 
-ATTENTION = pytest.mark.xfail(strict=True, reason="attention op: issue 16, helper attention")
-
-
-def _param(case):
-    marks = [ATTENTION] if any(layer["op"] == "attention" for layer in case["layers"]) else []
-    return pytest.param(case, id=f"{case['name']}", marks=marks)
-
-
-CASES = [_param(c) for c in cases(GOLDEN) + cases(GOLDEN_V2)]
+CASES = [pytest.param(c, id=c["name"]) for c in cases(GOLDEN) + cases(GOLDEN_V2)]
 
 
 def rel_err(a, ref):
