@@ -92,6 +92,8 @@ class KernelFn:
         self.graph = graph
         self.program = Program(graph)
         self.engine = Engine(self.program)
+        from .accuracy import quadrature_nodes
+        self.quadrature_nodes = quadrature_nodes(graph)
         self.last_run: dict | None = None
 
     def __call__(self, x1, x2=None, get=KINDS, dtype: str = "float32", batch_size: int | None = None,
@@ -128,13 +130,18 @@ class KernelFn:
         `infkernel.overflow.NonFiniteKernel` (a SpecError and ArithmeticError)
         when a kernel entry is inf or NaN: it names the first node, op and spec
         line where the values stopped being finite (e.g. overflow of a deep net
-        in the chaotic phase).
+        in the chaotic phase). Warns (`infkernel.accuracy.QuadratureWarning`)
+        when an `act` computed by quadrature is estimated to be less accurate
+        than 1e-10 (float64) or 1e-6 (float32) at the variances these inputs
+        produce.
         """
         get = check_get(get)
         dims = self.graph.input_shape
         symmetric = x2 is None or x2 is x1
         x1 = check_inputs(x1, dims, "x1")
         x2 = None if symmetric else check_inputs(x2, dims, "x2")
+        if self.quadrature_nodes:
+            self._check_quadrature(x1, x2, "ntk" in get, check_dtype(dtype), batch_size, memory)
         if scheduler is not None or workers is not None or is_store(out):
             arrays, self.last_run = compute_tiled(self.engine, self.graph, x1, x2, get, check_dtype(dtype),
                                                   batch_size, memory, progress, out, scheduler, workers)
@@ -146,6 +153,18 @@ class KernelFn:
             nngp = nngp if "nngp" in get else None
         self._check_finite(x1, x2, nngp, ntk, dtype)
         return Kernel(nngp, ntk)
+
+    def _check_quadrature(self, x1, x2, need_ntk: bool, dtype: str, batch_size, memory) -> None:
+        """Warn (`accuracy.QuadratureWarning`) where a quadrature activation's
+        estimated error at the variances of these inputs exceeds the dtype's
+        tolerance (costs one more self pass, O(n), only for such specs)."""
+        from . import accuracy
+        from .engine import default_memory, parse_memory, precision
+        budget = parse_memory(memory) if memory is not None else default_memory()
+        with precision(dtype) as jdtype:
+            records = [self.engine.variances(np.ascontiguousarray(x, dtype=jdtype), jdtype, budget, batch_size)[0]
+                       for x in ((x1,) if x2 is None else (x1, x2))]
+        accuracy.check(self.graph, records, dtype, need_ntk)
 
     def _check_finite(self, x1, x2, nngp, ntk, dtype: str) -> None:
         """Raise `overflow.NonFiniteKernel`, naming the first node whose values

@@ -2,8 +2,10 @@
 
 The formula is parsed by `infkernel.symbolic` (its own grammar, a whitelist
 of functions, never eval or sympify); the derivative comes from sympy and the
-dual kernels from a closed form where one exists, else from Gauss-Hermite
-quadrature of a chosen degree (`degree=`). Either way they lower into the same
+dual kernels from a closed form where one exists, else from nested 1-D
+quadrature (`degree=` nodes per dimension; default: chosen by its error
+estimate). `KernelFn` warns when the estimate at the variances the data
+produce exceeds the dtype's tolerance (`quadrature_warnings`). Either way they lower into the same
 jitted code as the hand-written activations.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ class Act(Activation):
 
     name = "act"
     positional = {"string": "formula"}
-    # Formulas the tests draw: closed-form duals and Gauss-Hermite ones.
+    # Formulas the tests draw: closed-form duals and quadrature ones.
     FORMULAS: ClassVar[tuple[str, ...]] = ("tanh(x)", "x*erf(x)", "x**2 - 1", "max(x, 0.3*x)", "exp(-x**2/2)",
                                            "cos(x) + x/2")
     example = ('act "x*erf(x)"', lambda h: h * Erf._np_erf(h), 'act "tanh(2*x)"', lambda h: np.tanh(2 * h))

@@ -29,7 +29,8 @@ derive(expr, degree=None, formula=None, quadrature_only=False) -> SymbolicActiva
     sign(x), whose kdot is infinite on the diagonal: asking for it raises),
     the Hermite expansion for polynomials, Gaussian integrals for sums of
     x^i exp(beta x + gamma x^2) erf(a x) (exp, sin, cos of affine arguments,
-    erf(a x), gelu, and products), else 2-D Gauss-Hermite quadrature.
+    erf(a x), gelu, and products), else nested 1-D quadrature zoomed on the
+    features of f (`quadrature`, `features`).
 SymbolicActivation
     .expr, .dexpr (sympy), .fn(x), .dual(c, v1, v2, need_dot) -> (k, kdot
     or None), .path ("closed form: ..." / "quadrature, degree N, est.

@@ -9,7 +9,7 @@ Theorem 1; Arora et al. 2019, Eq. (5)). Each of k and kdot is found, in order,
      the diagonal for k = 0 (a `Part` with `infinite` set),
   2. for a polynomial: its Hermite expansion (`hermite`),
   3. for the exp/erf family: Gaussian integrals (`gaussian`),
-  4. otherwise: 2-D Gauss-Hermite quadrature (`quadrature`), with an
+  4. otherwise: nested 1-D quadrature zoomed on f's features (`quadrature`), with an
      estimated error, and a warning when f is not smooth.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Callable
 import sympy as sp
 
 from ..errors import SpecError
-from . import arccos, gaussian, hermite, piecewise, quadrature
+from . import arccos, features, gaussian, hermite, piecewise, quadrature
 from .arrays import array_fn
 from .formula import X
 
@@ -41,6 +41,8 @@ class Part:
     defs: tuple = ()
     degree: int | None = None
     error: float | None = None
+    feature: tuple | None = None  # quadrature: the feature its nodes zoom on
+    f_np: Callable | None = field(default=None, repr=False)  # quadrature: the integrand on numpy arrays
     infinite: str | None = None  # why this expectation is infinite (somewhere); fn is then None
 
     @classmethod
@@ -53,9 +55,20 @@ class Part:
 
     @classmethod
     def by_quadrature(cls, f: sp.Expr, degree: int | None) -> "Part":
-        n, err = quadrature.choose_degree(array_fn(f, [X], "numpy"), degree)
-        fn = quadrature.expectation(array_fn(f, [X], "jax"), n)
-        return cls(f"quadrature, degree {n}, est. error {err:.1e}", fn, None, (), n, err)
+        feature = features.primary(f)
+        f_np = array_fn(f, [X], "numpy")
+        n, err = quadrature.choose_degree(f_np, degree, feature=feature)
+        fn = quadrature.expectation(array_fn(f, [X], "jax"), n, feature)
+        lo, hi = quadrature.VARIANCES
+        return cls(f"quadrature, degree {n}, est. error {err:.1e} at variances {lo:g}..{hi:g}", fn, None, (), n, err,
+                   feature, f_np)
+
+    def error_at(self, lo: float, hi: float) -> float:
+        """Estimated relative error of a quadrature part at variances in [lo, hi]
+        (0 for a closed form): `quadrature.error_estimate` there, cached."""
+        if self.expr is not None:
+            return 0.0
+        return quadrature.estimate_at(self.f_np, self.degree, self.feature, lo, hi, key=id(self))
 
     def inlined(self, explicit_rho: bool = False) -> sp.Expr | None:
         """The closed form as one sympy expression in C, V1, V2; `rho(c, v1, v2)`
@@ -123,9 +136,9 @@ def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
            quadrature_only: bool = False) -> SymbolicActivation:
     """The `SymbolicActivation` of f = `expr` (a sympy expression in X).
 
-    `degree` fixes the Gauss-Hermite degree where quadrature is used (default:
-    the smallest of 8..128 with estimated error <= 1e-10; closed forms ignore
-    it); `quadrature_only` skips the closed forms (a cross-check). Warns when
+    `degree` fixes the quadrature's nodes per dimension where it is used
+    (default: the smallest of `quadrature.DEGREES` with estimated error <=
+    1e-12 at variances in `quadrature.VARIANCES`; closed forms ignore it); `quadrature_only` skips the closed forms (a cross-check). Warns when
     quadrature meets a non-smooth f or estimates an error above INACCURATE.
     """
     dexpr = sp.diff(expr, X)
@@ -137,7 +150,7 @@ def derive(expr: sp.Expr, degree: int | None = None, formula: str | None = None,
     path = k.method if k.method == kdot.method else f"k: {k.method}; kdot: {kdot.method}"
     quad = [p for p in (k, kdot) if p.expr is None and p.infinite is None]
     if quad and expr.has(*_NONSMOOTH):
-        warnings.warn(f"activation {formula or expr} is not smooth: Gauss-Hermite quadrature converges "
+        warnings.warn(f"activation {formula or expr} is not smooth: quadrature converges "
                       f"slowly here ({path})", stacklevel=3)
     elif any(not p.error <= INACCURATE for p in quad):
         warnings.warn(f"activation {formula or expr}: quadrature is inaccurate ({path}); "
