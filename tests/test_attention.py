@@ -118,3 +118,12 @@ def test_explain_prints_the_rule():
     assert "mix_softmax" in text and "Hron et al. 2020" in text
     text = ik.explain.explain(ik.parse(SQRT + "gap\ndense\n"))
     assert "sum_pairs" in text and "Gaussian mixture" in text
+
+
+def test_width_sets_the_finite_channels_only():
+    net = network("input 4x3\nattention heads=2 width=5\nflatten\n", width=9)
+    assert net.shapes[1].channels == 5 and net.init(host_key(0))[1]["w_o"].shape == (10, 5)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3))
+    a = ik.compile("input 4x3\nattention heads=2 width=5\nflatten\n")(x, dtype="float64", progress=False)
+    b = ik.compile("input 4x3\nattention heads=2\nflatten\n")(x, dtype="float64", progress=False)
+    assert np.array_equal(a.ntk, b.ntk)

@@ -41,8 +41,9 @@ class Attention(Op):
     activations, layernorm and attention after it.
 
     Shapes: input (*S, C) with at least one spatial axis; output (*S, width)
-    (width-less, like dense in the ntk parameterization; a finite network
-    gives each head `width` key and value channels). Raises SpecError for an
+    (width-less unless `width=` is given, like dense in the ntk
+    parameterization; a finite network gives each head `width` key and value
+    channels, and the output `width` channels). Raises SpecError for an
     input without positions, an unknown mechanism or scaling, a combination
     without a closed form, or the standard parameterization.
     """
@@ -61,9 +62,11 @@ class Attention(Op):
     w_value_std: float = 1.0
     w_out_std: float = 1.0
     b_std: float | None = None
+    width: int | None = None  # finite networks only: key, value and output channels (the limit ignores it)
 
     def validate(self):
         check(isinstance(self.heads, int) and self.heads >= 1, f"attention heads must be a positive integer, got {self.heads}")
+        check(self.width is None or self.width >= 1, f"attention width must be positive, got {self.width}")
         check(self.mechanism in rules.MECHANISMS, f"unknown attention mechanism {self.mechanism!r}",
               "expected one of " + ", ".join(rules.MECHANISMS))
         check(self.scaling in rules.SCALINGS, f"unknown attention scaling {self.scaling!r}", "expected linear or sqrt")
@@ -80,7 +83,9 @@ class Attention(Op):
         s = in_shapes[0]
         check(s.rank > 0, f"attention needs positions (a sequence or an image), got a vector {s}",
               "write the input as LxC, e.g. input 16x8")
-        return Shape(s.spatial, None)
+        check(parameterization in self.parameterizations, "attention is defined in the ntk parameterization only "
+              "(as neural-tangents' GlobalSelfAttention)", "use parameterization ntk")
+        return Shape(s.spatial, self.width)
 
     # -- infinite width ----------------------------------------------------------
     def _constants(self):
