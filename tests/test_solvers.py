@@ -163,3 +163,27 @@ def test_ridge_on_a_subsample_is_select_ridge_on_it():
     idx = np.sort(np.random.default_rng(0).choice(200, size=120, replace=False))
     assert got.solver == "cholesky" and "120 examples" in got.details
     assert got.ridge == P.select_ridge(k[np.ix_(idx, idx)], y[idx]).ridge
+
+
+def test_subsample_ridge_of_a_float32_kernel_is_judged_by_the_rounding_probe_not_the_floor():
+    """The n eps32 max(eigenvalue) floor of Eigh excludes small ridges that float32 affords here:
+    the float64 solve (the oracle) at the ridge chosen agrees with the float32 one within the warning."""
+    import re
+    import warnings
+
+    k64, kx64, y = problem()
+    y = y[:, 0]
+    k32, kx32 = k64.astype(np.float32), kx64.astype(np.float32)
+    floor = P.select_ridge(k32, y)
+    got = P.select_ridge_subsample(k32, y, size=300)
+    assert np.sum(np.isfinite(got.errors)) > np.sum(np.isfinite(floor.errors))
+    assert got.ridge < floor.ridge
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mean = P.kernel_regression(k32, y, kx32, ridge=got.ridge, solver="cholesky").mean
+    said = [float(re.search(r"by up to ([0-9.e+-]+)", str(w.message)).group(1))
+            for w in caught if issubclass(w.category, P.PrecisionWarning)]
+    want = kx64.astype(np.float32).astype(np.float64) @ dense_solve(k32.astype(np.float64), y, got.ridge)
+    assert np.max(np.abs(mean - want)) <= (max(said) if said else 1e-3)
+    exact = kx64 @ dense_solve(k64, y, got.ridge)
+    assert np.max(np.abs(mean - exact)) <= (max(said) if said else 1e-3 * np.sqrt(np.mean(y**2)))
