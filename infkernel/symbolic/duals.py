@@ -65,8 +65,9 @@ class Part:
 
     def error_at(self, lo: float, hi: float) -> float:
         """Estimated relative error of a quadrature part at variances in [lo, hi]
-        (0 for a closed form): `quadrature.error_estimate` there, cached."""
-        if self.expr is not None:
+        (0 for a closed form, and for an infinite part, which `dual` refuses):
+        `quadrature.error_estimate` there, cached."""
+        if self.expr is not None or self.infinite is not None:
             return 0.0
         return quadrature.estimate_at(self.f_np, self.degree, self.feature, lo, hi, key=id(self))
 
