@@ -1,5 +1,6 @@
 """The benchmark command's plumbing (speed itself is measured by `infkernel bench`, not here)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +22,16 @@ def test_compare_reports_the_largest_relative_difference_and_the_off_diagonal_on
     assert diff["ntk off"] == pytest.approx(5e-4)
 
 
+# A copy of ../shared/peer/workloads.json, so that a bare clone checks the bundled specs too.
+WORKLOADS_JSON = Path(__file__).resolve().parent / "data" / "peer" / "workloads.json"
+
+
 def test_workload_specs_match_the_workload_inputs():
-    workloads = json.loads((bench.peer_dir() / "workloads.json").read_text())
+    workloads = json.loads(WORKLOADS_JSON.read_text())
     assert set(bench.WORKLOADS) <= set(workloads)
     for name in bench.WORKLOADS:
         assert tuple(parse(bench.spec_path(name)).input_shape) == tuple(workloads[name]["input_shape"])
-        assert bench.default_n(name) == workloads[name]["n"]
+        assert bench.DEFAULT_N[name] == workloads[name]["n"]
 
 
 def test_worker_times_a_small_kernel_and_saves_it(tmp_path):
