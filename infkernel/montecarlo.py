@@ -20,6 +20,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from .engine import parse_memory, precision
 from .errors import SpecError
@@ -55,7 +56,7 @@ def _summary(samples: Kernel, width: int) -> MonteCarlo:
 
 def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: int = 0, get=KINDS,
                 dtype: str = "float32", memory=DEFAULT_MEMORY, method: str = "structured", rng: str = "numpy",
-                **overrides) -> MonteCarlo:
+                progress: bool | None = None, **overrides) -> MonteCarlo:
     """Empirical kernels of `n_samples` independently initialised finite
     networks of `spec`, their mean and its standard error.
 
@@ -69,8 +70,9 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
     see `FiniteNet.ntk`; rng: "numpy" draws the weights from NumPy's Philox
     generator through a JAX PRNG implementation (`host_key`), which compiles
     in a fraction of the time of JAX's threefry for a network of many
-    parameter shapes; "threefry" uses JAX's default; overrides: `let` values
-    of spec text."""
+    parameter shapes; "threefry" uses JAX's default; progress: None shows a
+    bar of networks done when the run takes longer than about two seconds,
+    True always, False never; overrides: `let` values of spec text."""
     if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
         raise SpecError(f"n_samples must be a positive integer, got {n_samples!r}")
     if rng not in ("numpy", "threefry"):
@@ -88,14 +90,18 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
         base = host_key(seed) if rng == "numpy" else jax.random.key(seed)
         pending = []
         kernels = _kernel_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples)
-        for i in range(n_samples):
-            # eager: each layer's init is compiled once per shape, shared across networks
-            params = net.init(jax.random.fold_in(base, i), dt)
-            pending.append(kernels(net, params, a, b, get, memory, method))
-            if len(pending) > 4:  # let JAX run ahead a little, bound memory
-                _collect(pending.pop(0), out)
-        for k in pending:
-            _collect(k, out)
+        with tqdm(total=n_samples, unit="net", desc=f"Monte Carlo, width {net.width}", leave=False,
+                  delay=0.0 if progress else 2.0, disable=progress is False) as bar:
+            for i in range(n_samples):
+                # eager: each layer's init is compiled once per shape, shared across networks
+                params = net.init(jax.random.fold_in(base, i), dt)
+                pending.append(kernels(net, params, a, b, get, memory, method))
+                if len(pending) > 4:  # let JAX run ahead a little, bound memory
+                    _collect(pending.pop(0), out)
+                    bar.update()
+            for k in pending:
+                _collect(k, out)
+                bar.update()
     samples = Kernel(*(np.stack(out[k]) if k in out else None for k in KINDS))
     return _summary(samples, net.width)
 

@@ -338,11 +338,12 @@ class Comparison:
 
 def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int = 4, n_samples: int = 32,
                         seed: int = 0, get=KINDS, alpha: float = 1e-3, dtype: str = "float32",
-                        analytic=None, **overrides) -> list[Comparison]:
+                        analytic=None, progress: bool | None = False, **overrides) -> list[Comparison]:
     """The comparisons behind `assert_matches_monte_carlo`, one per kind.
 
     analytic: a function (graph, x1, x2, get) -> Kernel to test instead of
-    `infkernel.compile(graph)(x1, x2, get=get, dtype="float64")`."""
+    `infkernel.compile(graph)(x1, x2, get=get, dtype="float64")`.
+    progress: passed to `monte_carlo` (False: no bar)."""
     from scipy import stats
 
     from .kernel import compile as compile_kernel
@@ -367,7 +368,7 @@ def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int
             kernel = analytic(g, x1, x2, get)
         # The narrow networks are cheap: twice the samples there.
         mc = monte_carlo(g, x1, x2, width=w, n_samples=n_samples * (2 if w < width else 1), seed=seed + w,
-                         get=get, dtype=dtype)
+                         get=get, dtype=dtype, progress=progress)
         results[w] = (kernel, mc)
     symmetric = x2 is None
     n1 = np.asarray(x1).shape[0]

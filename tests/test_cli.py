@@ -151,3 +151,50 @@ def test_fit_says_which_task_and_takes_task(tmp_path, capsys):
     np.savez(tmp_path / "real.npz", x_train=x[:45], y_train=y[:45] + 0.5, x_test=x[45:], y_test=y[45:] + 0.5)
     assert main(["fit", str(tmp_path / "fc.ik"), "--data", str(tmp_path / "real.npz"), "--task", "classification"]) == 2
     assert "whole-number" in capsys.readouterr().err
+
+
+HEAVY = 'input 4\nrepeat 3:\n    dense w_std=1.5 b_std=0.05\n    act "x*erf(x) + 0.1*x**3"\ndense\n'
+ERF = "input 4\ndense w_std=1.5 b_std=0.1\nerf\ndense\n"
+
+
+def _verdicts(out: str) -> list[str]:
+    return [line.split(":")[0].strip() for line in out.splitlines()
+            if line.strip().startswith(("agrees", "NOT CONVERGED", "DISAGREES", "TOO NOISY"))]
+
+
+@pytest.mark.parametrize("spec, expected", [(HEAVY, {"NOT CONVERGED"}), (ERF, {"agrees", "TOO NOISY to check"})])
+def test_mc_says_whether_its_estimate_converged(tmp_path, capsys, spec, expected):
+    """The README's heavy-tailed activation at depth 3 is far from converged at small widths: `mc` says so
+    (its error changes with the width by far more than 10 %), while an erf net is not called unconverged
+    (with 16 networks its check is loose: 'agrees' or 'too noisy')."""
+    (tmp_path / "net.ik").write_text(spec)
+    assert main(["mc", str(tmp_path / "net.ik"), "--width", "64", "--samples", "16", "--n", "2", "--quiet"]) == 0
+    verdicts = _verdicts(capsys.readouterr().out)
+    assert len(verdicts) == 2 and set(verdicts) <= expected, verdicts
+
+
+def test_mc_verdict_flags_a_wrong_rule():
+    """A kernel 2x off, by an error that does not move with the width, is a disagreement, not slow convergence."""
+    from infkernel.commands.mc import verdict
+    from infkernel.kernel import Kernel
+    from infkernel.testing import compare_monte_carlo
+
+    import infkernel as ik
+
+    def wrong(graph, a, b, get):
+        k = ik.compile(graph)(a, b, get=get, dtype="float64")
+        return Kernel(*(None if v is None else 2.0 * v for v in k))
+
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    comparisons = compare_monte_carlo(ERF, x, width=64, n_samples=16, analytic=wrong)
+    assert [verdict(c).split(":")[0] for c in comparisons] == ["DISAGREES", "DISAGREES"]
+
+
+def test_monte_carlo_progress_bar(capsys):
+    from infkernel.montecarlo import monte_carlo
+
+    x = np.random.default_rng(0).normal(size=(2, 4))
+    monte_carlo(ERF, x, width=8, n_samples=3, progress=True)
+    assert "Monte Carlo, width 8" in capsys.readouterr().err
+    monte_carlo(ERF, x, width=8, n_samples=3, progress=False)
+    assert "Monte Carlo" not in capsys.readouterr().err
