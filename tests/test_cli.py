@@ -158,7 +158,7 @@ ERF = "input 4\ndense w_std=1.5 b_std=0.1\nerf\ndense\n"
 
 
 def _verdicts(out: str) -> list[str]:
-    return [line.split(":")[0].strip() for line in out.splitlines()
+    return [line.split(":")[0].strip().split(" within")[0] for line in out.splitlines()
             if line.strip().startswith(("agrees", "NOT CONVERGED", "DISAGREES", "TOO NOISY"))]
 
 
