@@ -187,3 +187,23 @@ def test_subsample_ridge_of_a_float32_kernel_is_judged_by_the_rounding_probe_not
     assert np.max(np.abs(mean - want)) <= (max(said) if said else 1e-3)
     exact = kx64 @ dense_solve(k64, y, got.ridge)
     assert np.max(np.abs(mean - exact)) <= (max(said) if said else 1e-3 * np.sqrt(np.mean(y**2)))
+
+
+def test_in_place_factorization_keeps_k_for_refinement_and_the_rounding_probe(tmp_path):
+    import warnings
+
+    k, kx, y = problem(n=200)
+    ridge = 1e-2 * np.mean(np.diag(k))
+    k32 = k.astype(np.float32)
+    mm = np.lib.format.open_memmap(tmp_path / "k.npy", mode="w+", dtype=np.float32, shape=k.shape)
+    mm[:] = k32
+    runs = {}
+    for overwrite, a in ((False, k32), (True, mm)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mean = P.kernel_regression(a, y, kx.astype(np.float32), ridge=ridge, solver="cholesky",
+                                       overwrite=overwrite, block=64).mean
+        runs[overwrite] = mean, [str(w.message) for w in caught]
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-9, atol=1e-12)
+    assert runs[True][1] == runs[False][1]  # the same estimate from K's rows rebuilt after the factorization
+    assert not np.array_equal(np.tril(np.asarray(mm)), np.tril(k32))  # the memmap now holds L below

@@ -79,6 +79,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kernels", default=None, metavar="DIR",
                         help="write K(train, train) and K(test, train) to memory-mapped .npy files in DIR "
                         "while they are computed (kernels larger than RAM); the solvers read them from there")
+    parser.add_argument("--in-place", action="store_true",
+                        help="with --kernels and --solver cholesky: factor K(train, train) inside its file (its "
+                        "lower triangle becomes the factor, K stays in the upper one) instead of a copy in RAM")
     parser.add_argument("--features", type=int, default=None, metavar="M",
                         help="approximate the kernel by M random features (infkernel.features) and solve ridge "
                         "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split")
@@ -140,6 +143,8 @@ def run(args) -> int:
         from ..features.cli import run_features
         return run_features(args, data, kfn.graph, t, ridge)
 
+    if args.in_place and (args.kernels is None or args.solver != "cholesky"):
+        raise SpecError("--in-place needs --kernels DIR and --solver cholesky")
     if args.validation is not None and not 0 < args.validation < 1:
         raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")
     kw = dict(get=args.kernel, dtype=args.dtype, batch_size=args.batch_size, memory=args.memory, progress=None)
@@ -149,6 +154,8 @@ def run(args) -> int:
     start = time.perf_counter()
     _say(f"kernel: K(train, train), {len(data.x_train)}^2 pairs")
     k_train = getattr(kfn(data.x_train, **kw, out=out("train")), args.kernel)
+    if args.in_place:
+        k_train = np.load(Path(args.kernels) / f"train.{args.kernel}.npy", mmap_mode="r+")
     _say(f"kernel: K(test, train), {len(data.x_test)} x {len(data.x_train)} pairs")
     k_test = getattr(kfn(data.x_test, data.x_train, **kw, out=out("test")), args.kernel)
     kernel_s = time.perf_counter() - start
@@ -157,7 +164,8 @@ def run(args) -> int:
     start = time.perf_counter()
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
     result = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed, solver=args.solver,
-                               validation=args.validation, progress=True)
+                               validation=args.validation, progress=True,
+                               **({"overwrite": True} if args.in_place else {}))
     mean, ridge = result
     solve_s = time.perf_counter() - start
     print(f"solver    {result.solver} ({result.reason})")

@@ -65,6 +65,20 @@ def _workspace(k, n: int, overwrite: bool, workspace) -> np.ndarray:
     return a
 
 
+class _KeptKernel:
+    """Rows of K after an in-place factorization (shape, dtype, k[lo:hi] and k[lo:hi, lo:hi] as numpy arrays)."""
+
+    def __init__(self, factor: "BlockedCholesky"):
+        self.factor, self.shape, self.dtype = factor, (factor.n, factor.n), factor.a.dtype
+
+    def __getitem__(self, index):
+        rows, cols = index if isinstance(index, tuple) else (index, slice(None))
+        lo, hi, _ = rows.indices(self.factor.n)
+        out = self.factor._rows(lo, hi)
+        out[:, lo:hi] -= self.factor.ridge * np.eye(hi - lo)
+        return out[:, cols]
+
+
 class BlockedCholesky:
     """K + ridge I = L L^T in float32, factored by blocks in place; :meth:`solve` refines to float64 quality.
 
@@ -155,6 +169,12 @@ class BlockedCholesky:
         upper = np.triu(np.asarray(a[lo:hi, lo:hi], dtype=np.float64), 1)
         rows[:, lo:hi] = upper + upper.T + np.diag(self.diag[lo:hi] + self.ridge)
         return rows
+
+    @property
+    def kernel(self):
+        """K itself, row-sliceable (k[lo:hi]): the input, or after an in-place factorization a view that
+        rebuilds its rows from the kept upper triangle and diagonal."""
+        return self.source if self.source is not None else _KeptKernel(self)
 
     def matmul(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """(K + ridge I) x accumulated in float64 over row blocks; and ||K + ridge I||_inf."""
