@@ -152,7 +152,10 @@ class Program:
                 continue
             body = rest[0]
             entries = {i for n in body for i in n.inputs if i not in {m.id for m in body}}
-            assert len(entries) == 1, "a repeat body reads one node from outside"
+            if len(entries) != 1:  # e.g. an activation moved into the previous iteration's concat branches
+                for it in rest:
+                    steps.extend(self._plan(it, level + 1))
+                continue
             steps.append(Scan(body[0].id, tuple(self._plan(body, level + 1)), entries.pop(),
                               body[-1].id, rest[-1][-1].id, len(rest)))
         return tuple(steps)

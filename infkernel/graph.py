@@ -9,6 +9,7 @@ tagged with (repeat group, iteration) so that the compiler can scan over them.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -155,6 +156,10 @@ class _Builder:
         self.groups = itertools.count()
 
     def add(self, op: Op, inputs: tuple[int, ...], where, scope) -> int:
+        if op.arity == 1 and inputs and op.per_channel and self.nodes[inputs[0]].op.stacks_channels:
+            return self.distribute(op, self.nodes[inputs[0]], where, scope)
+        if op.reads_variances and inputs:
+            self.check_stacked(op, inputs[0], where)
         in_shapes = tuple(self.nodes[i].shape for i in inputs)
         try:
             if self.parameterization not in op.parameterizations:
@@ -182,6 +187,30 @@ class _Builder:
             mixture = next((self.nodes[i].mixture for i in inputs if self.nodes[i].mixture is not None), None)
         self.nodes.append(Node(len(self.nodes), op, inputs, shape, where, scope, mixture))
         return len(self.nodes) - 1
+
+    def distribute(self, op: Op, stacked: Node, where, scope) -> int:
+        """op(concat(b_1, ..., b_n)) as concat(op(b_1), ..., op(b_n)): the same function, and
+        the exact kernel when the branches' kernels differ. A per-channel op after a concat
+        sees each branch's channels with that branch's own kernel; its rule (an activation's
+        dual, say) applied to the channel-weighted mean of the kernels would be wrong (issue
+        15, fault 5). Each branch keeps its channel fraction in the new concat."""
+        outs = [self.add(op, (i,), where, scope) for i in stacked.inputs]
+        return self.add(type(stacked.op)(), tuple(outs), where, scope)
+
+    def check_stacked(self, op: Op, node_id: int, where) -> None:
+        """Refuse a rule that reads variances when stacked branches reach it through an op that
+        cannot be moved into the branches (layernorm: it normalises by all channels at once)."""
+        node, path = self.nodes[node_id], []
+        while not node.op.stacks_channels:
+            if node.op.fresh == "yes" or len(node.inputs) != 1:
+                return
+            path.append(node.op.name)
+            node = self.nodes[node.inputs[0]]
+        if path:
+            raise SpecError(f"{op.name} after {' after '.join(path)} of a parallel concat: its rule would see "
+                            "the mean of the branches' kernels, not each branch's", where,
+                            "put a dense or conv layer after the concat, or the "
+                            f"{path[-1]} inside each branch")
 
     def fresh(self, node_id: int) -> bool:
         return self.sources(node_id) is not None
@@ -251,7 +280,21 @@ def build(layers: Sequence, input_shape, parameterization: str = "ntk", lets: di
     except SpecError as e:
         raise e.at(input_where) from None
     x = builder.chain(layers, 0, ())
-    return Graph(builder.nodes, parameterization, dict(lets or {}))
+    return Graph(_prune(builder.nodes, x), parameterization, dict(lets or {}))
+
+
+def _prune(nodes: list[Node], output: int) -> list[Node]:
+    """The nodes `output` depends on, numbered again in order (a concat whose ops were moved
+    into its branches is left without users)."""
+    keep, stack = set(), [output]
+    while stack:
+        i = stack.pop()
+        if i not in keep:
+            keep.add(i)
+            stack.extend(nodes[i].inputs)
+    new = {old: k for k, old in enumerate(sorted(keep))}
+    return [dataclasses.replace(nodes[old], id=new[old], inputs=tuple(new[i] for i in nodes[old].inputs))
+            for old in sorted(keep)]
 
 
 def serial(*layers, input_shape=None, parameterization: str = "ntk") -> Graph:

@@ -36,6 +36,7 @@ class Activation(Op):
 
     needs_gaussian_input = True
     reads_variances = True
+    per_channel = True
     example: ClassVar[tuple] = ()
 
     @classmethod

@@ -155,6 +155,11 @@ class Op:
     linear: ClassVar[bool] = False
     shared_weights: ClassVar[bool] = True  # with `linear`: one w for all positions (False: conv_local)
     same_channels: ClassVar[bool] = False  # a join whose inputs must have equal channels (sum, prod)
+    # Acts on each channel alone, alike for all channels, without parameters
+    # (activations, pooling, flatten): it commutes with stacking channels, so the
+    # graph builder moves it into the branches of a `parallel concat` before it.
+    per_channel: ClassVar[bool] = False
+    stacks_channels: ClassVar[bool] = False  # a join that stacks its inputs' channels (concat)
     # A join exact only for independent inputs: how many inputs may fail to
     # end in their own fresh dense/conv layer (None: no condition).
     max_correlated_inputs: ClassVar[int | None] = None

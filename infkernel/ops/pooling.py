@@ -36,6 +36,7 @@ class Avgpool(Windowed):
     paddings = ("valid", "same")
     default_stride = "window"
     draw_priority = 6
+    per_channel = True
     normalized: ClassVar[bool] = True  # average (True) or sum (False) over the window
     window: tuple[int, ...]
     stride: tuple[int, ...] | int | None = None
@@ -112,6 +113,7 @@ class Gap(Op):
     fresh = "inherit"
     needs_spatial = True
     reduces_rank = True
+    per_channel = True
     golden_name = "global_avg_pool"
 
     def shape(self, in_shapes, parameterization):
@@ -171,6 +173,7 @@ class Flatten(Op):
     needs_layout = DIAG
     fresh = "inherit"
     reduces_rank = True
+    per_channel = True  # up to the order of the features, which no kernel sees
 
     def shape(self, in_shapes, parameterization):
         s = in_shapes[0]

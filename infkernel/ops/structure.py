@@ -150,6 +150,7 @@ class Concat(Op):
     arity = -1
     keyword = False
     fresh = "inherit"
+    stacks_channels = True
     block = True
     draw_priority = 4
 
