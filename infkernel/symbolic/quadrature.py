@@ -55,6 +55,7 @@ TINY = 1e-30
 # The variances the estimate at compile time covers, and the correlations of every estimate.
 VARIANCES = (1e-3, 1e3)
 RHOS = (-1.0, -0.999, -0.9, -0.5, 0.0, 0.3, 0.7, 0.95, 0.999, 1.0)
+PER_DECADE = 8
 
 
 def _ratio(xp, num, den):
@@ -233,12 +234,20 @@ def numpy_expectation(f_np, n: int, feature, c, v1, v2) -> np.ndarray:
 
 def grid(lo: float, hi: float, count: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(c, v1, v2): equal variances geomspace(lo, hi, count), the pairs of the
-    extremes and of each extreme with the middle, each at the correlations RHOS."""
+    extremes and of each extreme with the middle, each at the correlations
+    RHOS; and a sweep of equal variances, PER_DECADE a decade, at rho = 1 and
+    -0.5 (the error of an oscillating f, aliased by the nodes, comes and goes
+    with the variance)."""
     vs = np.geomspace(lo, hi, count) if hi > lo else np.array([lo])
     mid = vs[len(vs) // 2]
     pairs = [(v, v) for v in vs] + [(lo, hi), (hi, lo), (lo, mid), (mid, hi)] * (hi > lo)
     v1, v2 = (np.array([p[i] for p in pairs for _ in RHOS]) for i in (0, 1))
     r = np.tile(RHOS, len(pairs))
+    sweep = np.geomspace(lo, hi, max(2, int(np.ceil(PER_DECADE * np.log10(hi / lo))) + 1)) if hi > lo else vs
+    sweep_r = np.array([1.0, -0.5])
+    v1 = np.concatenate([v1, np.repeat(sweep, 2)])
+    v2 = np.concatenate([v2, np.repeat(sweep, 2)])
+    r = np.concatenate([r, np.tile(sweep_r, len(sweep))])
     return r * np.sqrt(v1 * v2), v1, v2
 
 
