@@ -322,10 +322,24 @@ class Comparison:
     bias: np.ndarray
     tolerance: np.ndarray
     excess: np.ndarray
+    z: float = float("nan")  # the Student-t quantile used
+    floor: float = 0.0  # the rounding floor used (relative)
 
     @property
     def ok(self) -> bool:
         return bool(np.all(self.excess <= 0))
+
+    def scaled(self, factor: float) -> "Comparison":
+        """The same Monte Carlo data checked against the analytic kernels times `factor`
+        (a rule that is `factor - 1` off): what the check would say of a wrong rule."""
+        ka, kb = self.analytic
+        return _compare(self.kind, self.widths, (factor * ka, factor * kb), self.mean, self.sem, self.z, self.floor)
+
+    @property
+    def resolution(self) -> float:
+        """The smallest relative tolerance over the entries, tolerance / |K| at the larger width: about
+        the relative error of a rule (a factor 1 + resolution) that the check would catch."""
+        return float(np.min(self.tolerance / np.maximum(np.abs(self.analytic[1]), 1e-300)))
 
     def worst(self) -> str:
         i = np.unravel_index(np.argmax(self.excess), self.excess.shape)
@@ -377,22 +391,28 @@ def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int
     dof = n_samples - 1
     z = stats.t.ppf(1 - alpha / (2 * entries), dof) if dof > 0 else np.inf
     floor = 1e3 * np.finfo(np.dtype(dtype)).eps
-    rho = widths[0] / (widths[1] - widths[0])
     out = []
     for kind in get:
         ka, kb = (getattr(results[w][0], kind) for w in widths)
         ma, mb = (getattr(results[w][1].mean, kind) for w in widths)
         sa, sb = (getattr(results[w][1].sem, kind) for w in widths)
-        # Deviations relative to each width's kernel scale (it grows with the
-        # width for the standard NTK), so that the bias model is c / width.
-        scale_a, scale_b = (max(float(np.sqrt(np.mean(k ** 2))), 1e-300) for k in (ka, kb))
-        ra, rb = (ma - ka) / scale_a, (mb - kb) / scale_b
-        bias = rho * (ra - rb)  # estimate of c / widths[1]
-        se = np.sqrt((1 + rho) ** 2 * (sb / scale_b) ** 2 + rho ** 2 * (sa / scale_a) ** 2)
-        tolerance = (np.abs(bias) + z * se + floor) * scale_b
-        excess = np.abs(mb - kb) - tolerance
-        out.append(Comparison(kind, widths, (ka, kb), (ma, mb), (sa, sb), bias * scale_b, tolerance, excess))
+        out.append(_compare(kind, widths, (ka, kb), (ma, mb), (sa, sb), z, floor))
     return out
+
+
+def _compare(kind, widths, analytic, mean, sem, z, floor) -> Comparison:
+    """The check of `assert_matches_monte_carlo` for one kind."""
+    (ka, kb), (ma, mb), (sa, sb) = analytic, mean, sem
+    rho = widths[0] / (widths[1] - widths[0])
+    # Deviations relative to each width's kernel scale (it grows with the
+    # width for the standard NTK), so that the bias model is c / width.
+    scale_a, scale_b = (max(float(np.sqrt(np.mean(k ** 2))), 1e-300) for k in (ka, kb))
+    ra, rb = (ma - ka) / scale_a, (mb - kb) / scale_b
+    bias = rho * (ra - rb)  # estimate of c / widths[1]
+    se = np.sqrt((1 + rho) ** 2 * (sb / scale_b) ** 2 + rho ** 2 * (sa / scale_a) ** 2)
+    tolerance = (np.abs(bias) + z * se + floor) * scale_b
+    excess = np.abs(mb - kb) - tolerance
+    return Comparison(kind, widths, (ka, kb), (ma, mb), (sa, sb), bias * scale_b, tolerance, excess, z, floor)
 
 
 def assert_matches_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int = 4, n_samples: int = 32,
