@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from .base import DIAG, PAIRS, Cov, check, register
+from .base import DIAG, PAIRS, Cov, register
 from .linear import Conv, WindowedAffine
 
 
@@ -53,10 +53,6 @@ class ConvLocal(WindowedAffine):
     width: int | None = None
     w_std: float = 1.0
     b_std: float | None = None
-
-    def validate(self):
-        super().validate()
-        check(self.width is None or self.width >= 1, f"{self.name} width must be positive, got {self.width}")
 
     def kernel(self, k, ctx):
         out = super().kernel(k, ctx)  # the conv rule on same-position covariances

@@ -67,10 +67,6 @@ class ConvTranspose(WindowedAffine):
     w_std: float = 1.0
     b_std: float | None = None
 
-    def validate(self):
-        super().validate()
-        check(self.width is None or self.width >= 1, f"{self.name} width must be positive, got {self.width}")
-
     def _pads(self):
         return [transpose_pads(k, s, self.padding) for k, s in zip(self.window, self.strides())]
 

@@ -173,6 +173,10 @@ class WindowedAffine(Windowed, Affine):
     def _window(self, ctx):
         return self.window
 
+    def validate(self):
+        super().validate()
+        check(self.width is None or self.width >= 1, f"{self.name} width must be positive, got {self.width}")
+
     def shape(self, in_shapes, parameterization):
         spatial = self.out_spatial(in_shapes[0])
         self.check_width(parameterization)
@@ -223,10 +227,6 @@ class Conv(WindowedAffine):
     width: int | None = None
     w_std: float = 1.0
     b_std: float | None = None
-
-    def validate(self):
-        super().validate()
-        check(self.width is None or self.width >= 1, f"conv width must be positive, got {self.width}")
 
     def features(self, ins, ctx, fc):
         from ..features import rules  # the math and its sources: infkernel.features.rules
