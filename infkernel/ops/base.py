@@ -233,9 +233,9 @@ class Op:
         products approximate this op's kernel rule; `fc` is the
         `infkernel.features.FeatureCtx` (m, draws of random matrices). An op
         without a construction raises a SpecError naming it."""
+        covered = ", ".join(k for k, c in REGISTRY.items() if c.features is not Op.features)
         raise SpecError(f"op {self.name!r} has no feature-map construction",
-                        hint="use ik.compile for its exact kernel; feature maps cover dense, conv, activations, "
-                        "avgpool, gap, flatten, sum, concat and layernorm")
+                        hint=f"use ik.compile for its exact kernel; feature maps cover {covered}")
 
     # -- finite width ----------------------------------------------------
     def init(self, key, ctx: Ctx):

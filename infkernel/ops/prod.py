@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, replace
 
 from . import reference
-from .base import Cov, register
+from .base import Cov, Op, register
 from .structure import Sum
 
 
@@ -36,6 +36,9 @@ class Prod(Sum):
     """The channelwise product of its inputs (`parallel prod`)."""
 
     name = "prod"
+    # No random-feature construction yet: without this line Sum's (a sum of
+    # the branches' features) would be inherited and give the wrong kernel.
+    features = Op.features
     fresh = "no"
     max_correlated_inputs = 0
     draw_priority = 100
