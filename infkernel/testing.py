@@ -227,6 +227,10 @@ def _spec(draw, parameterization=None, include=(), max_layers: int = 4, max_extr
         head.append(f"let s = {value}")
         gen.names["s"] = 0.0
     s = State(tuple(dims[:-1]), "det", False, (0, dims[-1]))
+    reducing = [name for name in include if name in reduces_rank]
+    if len(reducing) > 1:
+        raise ValueError(f"include holds {len(reducing)} ops that remove the spatial axes ({', '.join(reducing)}); "
+                         "one spec can end in only one of them: draw them in separate specs (see op_groups)")
     # Required ops in random order, those removing the spatial axes last.
     keep = [name for name in include if REGISTRY[name].drawn and name not in reduces_rank]
     required = (list(draw(st.permutations(keep))) if keep else []) + [n for n in reduces_rank if n in include]
@@ -459,3 +463,17 @@ def assert_matches_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_rat
         raise AssertionError("analytic kernel and Monte Carlo disagree:\n  "
                              + "\n  ".join(c.worst() for c in failed) + "\nspec:\n" + text)
     return comparisons
+
+
+def op_groups(n_groups: int) -> list[tuple[str, ...]]:
+    """The registered ops (but `input`) in at least `n_groups` groups for random specs, each group
+    holding at most one op that removes the spatial axes (a spec ends in one of them)."""
+    ops = sorted(set(REGISTRY) - {"input"})
+    reducing = [name for name in ops if REGISTRY[name].reduces_rank]
+    n = max(n_groups, len(reducing))
+    groups: list[list[str]] = [[] for _ in range(n)]
+    for i, name in enumerate(reducing):
+        groups[i].append(name)
+    for i, name in enumerate(name for name in ops if name not in reducing):
+        groups[i % n].append(name)
+    return [tuple(g) for g in groups]

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import given, settings
 
 from infkernel.ops import REGISTRY
-from infkernel.testing import spec_and_inputs
+from infkernel.testing import op_groups, spec_and_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = sorted(set(REGISTRY) - {"input"})
 N_GROUPS = 3
-GROUPS = [tuple(OPS[i::N_GROUPS]) for i in range(N_GROUPS)]
+GROUPS = op_groups(N_GROUPS)
 COMBOS = [(dtype, rng) for dtype in ("float64", "float32") for rng in ("numpy", "threefry")]
 
 CHILD = r"""
