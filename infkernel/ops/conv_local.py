@@ -47,12 +47,6 @@ class ConvLocal(WindowedAffine):
     needs_layout = DIAG
     shared_weights = False  # the finite NTK pairs each position's patches with itself only
     explain_window = "local_mean"
-    window: tuple[int, ...]
-    padding: str = "valid"
-    stride: tuple[int, ...] | int = 1
-    width: int | None = None
-    w_std: float = 1.0
-    b_std: float | None = None
 
     def kernel(self, k, ctx):
         out = super().kernel(k, ctx)  # the conv rule on same-position covariances

@@ -60,12 +60,6 @@ class ConvTranspose(WindowedAffine):
     positional = {"dims": "window", "int": "window", "word": "padding"}
     paddings = ("valid", "same")
     explain_window = "transposed_mean"
-    window: tuple[int, ...]
-    padding: str = "valid"
-    stride: tuple[int, ...] | int = 1
-    width: int | None = None
-    w_std: float = 1.0
-    b_std: float | None = None
 
     def _pads(self):
         return [transpose_pads(k, s, self.padding) for k, s in zip(self.window, self.strides())]

@@ -166,9 +166,17 @@ class Dense(Affine):
         return [("dense width=5 w_std=1.3 b_std=0.4", (3,), ref), ("dense width=5 w_std=1.3 b_std=0.4", (4, 3), ref)]
 
 
+@dataclass(frozen=True)
 class WindowedAffine(Windowed, Affine):
     """A fresh layer over windows (conv, conv_transpose, conv_local): the
     window's taps are `_window`, the kernel's window mean `_mean`."""
+
+    window: tuple[int, ...]
+    padding: str = "valid"
+    stride: tuple[int, ...] | int = 1
+    width: int | None = None
+    w_std: float = 1.0
+    b_std: float | None = None
 
     def _window(self, ctx):
         return self.window
@@ -221,12 +229,6 @@ class Conv(WindowedAffine):
     name = "conv"
     positional = {"dims": "window", "int": "window", "word": "padding"}
     draw_priority = 2
-    window: tuple[int, ...]
-    padding: str = "valid"
-    stride: tuple[int, ...] | int = 1
-    width: int | None = None
-    w_std: float = 1.0
-    b_std: float | None = None
 
     def features(self, ins, ctx, fc):
         from ..features import rules  # the math and its sources: infkernel.features.rules
