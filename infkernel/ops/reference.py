@@ -19,34 +19,28 @@ def pads(n: int, k: int, s: int, padding: str) -> tuple[int, int, int]:
     return padding_amounts(n, k, s, "same" if padding == "circular" else padding)
 
 
-def conv(x, w, stride, padding):
-    """x (n, *S, c), w (*window, c, o): y[p] = sum over taps t of x[s p + t] @ w[t]."""
-    rank = x.ndim - 2
-    window = w.shape[:rank]
+def _windowed(x, window, stride, padding, weight, out_channels):
+    """sum over taps t of x[s p + t] @ weight(p, t) at every output position p, zero or circular padding."""
     p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
     mode = "wrap" if padding == "circular" else "constant"
     xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)], mode=mode)
-    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (w.shape[-1],))
+    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (out_channels,))
     for q in np.ndindex(*out.shape[1:-1]):
         for t in np.ndindex(*window):
             src = tuple(s * qi + ti for s, qi, ti in zip(stride, q, t))
-            out[(slice(None),) + q] += xp[(slice(None),) + src] @ w[t]
+            out[(slice(None),) + q] += xp[(slice(None),) + src] @ weight(q, t)
     return out
+
+
+def conv(x, w, stride, padding):
+    """x (n, *S, c), w (*window, c, o): y[p] = sum over taps t of x[s p + t] @ w[t]."""
+    return _windowed(x, w.shape[:x.ndim - 2], stride, padding, lambda q, t: w[t], w.shape[-1])
 
 
 def conv_local(x, w, stride, padding):
     """Like `conv`, with weights w (*out positions, *window, c, o) of their own at every output position."""
     rank = x.ndim - 2
-    window = w.shape[rank:2 * rank]
-    p = [pads(n, k, s, padding) for n, k, s in zip(x.shape[1:-1], window, stride)]
-    mode = "wrap" if padding == "circular" else "constant"
-    xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi, _ in p] + [(0, 0)], mode=mode)
-    out = np.zeros((x.shape[0],) + tuple(o for _, _, o in p) + (w.shape[-1],))
-    for q in np.ndindex(*out.shape[1:-1]):
-        for t in np.ndindex(*window):
-            src = tuple(s * qi + ti for s, qi, ti in zip(stride, q, t))
-            out[(slice(None),) + q] += xp[(slice(None),) + src] @ w[q + t]
-    return out
+    return _windowed(x, w.shape[rank:2 * rank], stride, padding, lambda q, t: w[q + t], w.shape[-1])
 
 
 def conv_transpose(x, w, stride, padding):
