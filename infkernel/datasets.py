@@ -324,6 +324,18 @@ def _per_example(x: np.ndarray) -> np.ndarray:
     return x * np.sqrt(x.shape[1]) / np.where(norm > 0, norm, 1.0)
 
 
+def layernorm(x_train, x_test) -> tuple[np.ndarray, np.ndarray]:
+    """Each example on its own: centred over its features and scaled to unit variance (norm sqrt(d)).
+
+    The input normalization of Lee et al. 2018 ("Deep Neural Networks as Gaussian
+    Processes", section 2.5; their code's input layer normalization): every input then
+    has the same variance, K(x, x) = 1 at the input layer. Shapes are kept; an example
+    with constant features becomes all zeros.
+    """
+    out = lambda z: _per_example(_flat(z)).reshape(np.shape(z)).astype(np.float32)  # noqa: E731
+    return out(x_train), out(x_test)
+
+
 def zca_whiten(x_train, x_test, reg: float = 0.1, per_example: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Regularized ZCA whitening (Lee et al. 2020, "Finite versus infinite neural networks: an
     empirical study", the section on ZCA; Shankar et al. 2020, "Neural kernels without tangents").
@@ -353,6 +365,7 @@ PREPROCESSORS = {
     "none": lambda a, b: (a, b),
     "standardize": standardize,
     "channels": normalize_channels,
+    "layernorm": layernorm,
     "zca": zca_whiten,
 }
 

@@ -238,6 +238,19 @@ def test_normalize_channels():
     np.testing.assert_allclose(got_b, got_a[:2])
 
 
+def test_layernorm_gives_each_example_zero_mean_and_unit_variance():
+    rng = np.random.default_rng(0)
+    a = rng.normal(3, 2, size=(6, 4, 4, 1)) * rng.uniform(0.5, 4, size=(6, 1, 1, 1))
+    got_a, got_b = D.preprocess(D.Dataset(a, np.zeros(6), a[:2], np.zeros(2), "t"), "layernorm")[:4:2]
+    flat = got_a.reshape(6, -1).astype(float)
+    np.testing.assert_allclose(flat.mean(1), 0, atol=1e-6)
+    np.testing.assert_allclose(flat.var(1), 1, rtol=1e-5)
+    assert got_a.shape == a.shape
+    np.testing.assert_allclose(got_b, got_a[:2])     # per example: the test set does not change the map
+    want = (a[0].ravel() - a[0].mean()) / a[0].std()  # the definition, written out
+    np.testing.assert_allclose(flat[0], want, rtol=1e-5, atol=1e-6)
+
+
 def test_zca_without_regularization_whitens_and_is_the_symmetric_inverse_root():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6))
