@@ -153,26 +153,6 @@ def test_op_without_construction_is_a_spec_error_naming_it():
         ik.features(graph, 16)
 
 
-_PROD = """input 8
-dense w_std=1.2 b_std=0.1
-relu
-parallel prod:
-    branch:
-        dense b_std=0.5
-    branch:
-        dense w_std=1.5 b_std=0.5
-dense
-"""
-
-
-def test_prod_is_refused_not_summed():
-    """`parallel prod` has no feature rule; inheriting Sum's would silently give
-    a sum kernel (relative error ~1.3 against the exact product kernel)."""
-    with pytest.raises(SpecError, match="'prod' has no feature-map") as err:
-        ik.features(_PROD, 16)
-    assert "sumpool" in str(err.value) and "attention" not in str(err.value)
-
-
 @pytest.mark.parametrize("kwargs, match", [({"get": "both"}, "get"), ({"n_features": 0}, "n_features"),
                                            ({"activation": "exact"}, "activation")])
 def test_bad_arguments(kwargs, match):

@@ -108,17 +108,26 @@ def dense(op, ins, ctx, fc):
     return affine(op, ins[0], ctx, fc, proj)
 
 
-def conv(op, ins, ctx, fc):
-    window, strides = tuple(op.window), tuple(op.strides())
+def window_proj(fc, out_spatial, window, strides, padding, before=None):
+    """The window-mean map of a convolution on features (n, *S, d): exact patches
+    / sqrt(|T|) when |T| d <= m, else a random convolution to m; `before` (a
+    function of the features) is applied first (conv_transpose's dilation)."""
+    window, strides = tuple(window), tuple(strides)
     taps = math.prod(window)
 
     def proj(a, name):
         if a.shape[-1] == 0:
-            return _empty_like(a, ctx.out_shape.spatial)
+            return _empty_like(a, out_spatial)
+        if before is not None:
+            a = before(a)
         if taps * a.shape[-1] <= fc.m:
-            return patches(a, window, strides, op.padding) / math.sqrt(taps)
-        return conv_project(a, fc.draws, name, fc.m, window, strides, op.padding)
-    return affine(op, ins[0], ctx, fc, proj)
+            return patches(a, window, strides, padding) / math.sqrt(taps)
+        return conv_project(a, fc.draws, name, fc.m, window, strides, padding)
+    return proj
+
+
+def conv(op, ins, ctx, fc):
+    return affine(op, ins[0], ctx, fc, window_proj(fc, ctx.out_shape.spatial, op.window, op.strides(), op.padding))
 
 
 def derivative(fn):

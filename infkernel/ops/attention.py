@@ -111,6 +111,10 @@ class Attention(Op):
         out = sigma.shape[:2] + (spatial if diagonal else spatial + spatial)
         return Cov(sigma.reshape(out), None if theta is None else theta.reshape(out), None, None)
 
+    def features(self, ins, ctx, fc):
+        from ..features import attention  # the math and its sources: infkernel.features.attention
+        return attention.attention(self, ins, ctx, fc)
+
     def explain(self, ctx, ins):
         import sympy as sp
 

@@ -56,6 +56,10 @@ class ConvLocal(WindowedAffine):
         return Cov(diagonal_pairs(out.nngp, rank), None if out.ntk is None else diagonal_pairs(out.ntk, rank),
                    None, None)
 
+    def features(self, ins, ctx, fc):
+        from ..features import windowed  # the math and its sources: infkernel.features.windowed
+        return windowed.conv_local(self, ins, ctx, fc)
+
     def explain(self, ctx, ins):
         sigma, theta, note = super().explain(ctx, ins)
         return sigma, theta, note + "; same positions only, 0 between positions (Novak et al. 2019, LCN)"

@@ -71,6 +71,10 @@ class ConvTranspose(WindowedAffine):
         return tuple(st * (n - 1) + 1 + a + b - k + 1
                      for n, k, st, (a, b) in zip(s.spatial, self.window, self.strides(), self._pads()))
 
+    def features(self, ins, ctx, fc):
+        from ..features import windowed  # the math and its sources: infkernel.features.windowed
+        return windowed.conv_transpose(self, ins, ctx, fc)
+
     def _mean(self, a, ctx):
         groups = spatial_axes(2, len(self.window), ctx.layout_in)
         a = dilate_pad(a, groups, self.strides(), self._pads())

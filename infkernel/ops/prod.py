@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, replace
 
 from . import reference
-from .base import Cov, Op, register
+from .base import Cov, register
 from .structure import Sum
 
 
@@ -36,9 +36,6 @@ class Prod(Sum):
     """The channelwise product of its inputs (`parallel prod`)."""
 
     name = "prod"
-    # No random-feature construction yet: without this line Sum's (a sum of
-    # the branches' features) would be inherited and give the wrong kernel.
-    features = Op.features
     fresh = "no"
     max_correlated_inputs = 0
     draw_priority = 100
@@ -49,6 +46,10 @@ class Prod(Sum):
         if ks[0].ntk is not None:
             ntk = sum(k.ntk * math.prod(o.nngp for j, o in enumerate(ks) if j != i) for i, k in enumerate(ks))
         return Cov(nngp, ntk, None, None)
+
+    def features(self, ins, ctx, fc):
+        from ..features import products  # the math and its sources: infkernel.features.products
+        return products.prod(self, ins, ctx, fc)
 
     def explain(self, ctx, ins):
         import sympy as sp
