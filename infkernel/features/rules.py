@@ -33,6 +33,8 @@ and Random Features", Alg. 1 and Sec. 4 for the CNTK; Cho & Saul 2009):
   exact. concat: concatenation of sqrt(weight_b) Phi_b, exact.
 - layernorm: each position's features divided by their norm (the estimated
   variance), Sigma[i, j] / sqrt(v_i v_j).
+- conv_transpose, conv_local: `windowed.py`; parallel prod: `products.py`;
+  attention: `attention.py`.
 """
 from __future__ import annotations
 
