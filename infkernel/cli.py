@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"infkernel {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # commands with something to say about what was kept catch it themselves
+        print(f"\ninfkernel {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()

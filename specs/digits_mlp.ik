@@ -3,7 +3,9 @@
 input 64
 parameterization ntk
 let depth = 1
+let w_std = sqrt(2)
+let b_std = 0.1
 repeat depth:
-    dense w_std=sqrt(2) b_std=0.1
+    dense w_std=w_std b_std=b_std
     relu
 dense w_std=1

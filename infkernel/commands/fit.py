@@ -85,6 +85,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--features", type=int, default=None, metavar="M",
                         help="approximate the kernel by M random features (infkernel.features) and solve ridge "
                         "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split")
+    parser.add_argument("--search", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="choose the spec's let NAME among these values (repeatable: the grid of all "
+                        "combinations) on a held-out --validation fraction (default 0.1) of the training set, "
+                        "the ridge chosen per candidate; the best is refit on the whole training set and "
+                        "evaluated on the test set once")
+    parser.add_argument("--search-n-train", type=int, default=5000, metavar="N",
+                        help="with --search: the candidates' kernels on a random subsample of N training "
+                        "examples (default 5000; the final refit uses all of them)")
 
 
 def _say(text: str) -> None:
@@ -143,6 +151,8 @@ def run(args) -> int:
         from ..features.cli import run_features
         return run_features(args, data, kfn.graph, t, ridge)
 
+    if args.search:
+        kfn, ridge = _search(args, data, t, ridge)
     if args.in_place and (args.kernels is None or args.solver != "cholesky"):
         raise SpecError("--in-place needs --kernels DIR and --solver cholesky")
     if args.validation is not None and not 0 < args.validation < 1:
@@ -153,6 +163,7 @@ def run(args) -> int:
         Path(args.kernels).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     _say(f"kernel: K(train, train), {len(data.x_train)}^2 pairs")
+    validation = None if args.search else args.validation
     k_train = getattr(kfn(data.x_train, **kw, out=out("train")), args.kernel)
     if args.in_place:
         k_train = np.load(Path(args.kernels) / f"train.{args.kernel}.npy", mmap_mode="r+")
@@ -164,12 +175,13 @@ def run(args) -> int:
     start = time.perf_counter()
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
     result = kernel_regression(k_train, targets, k_test, t, ridge=ridge, cv=cv, seed=args.seed, solver=args.solver,
-                               validation=args.validation, progress=True,
+                               validation=validation, progress=True,
                                **({"overwrite": True} if args.in_place else {}))
     mean, ridge = result
     solve_s = time.perf_counter() - start
     print(f"solver    {result.solver} ({result.reason})")
-    print(f"solve     ridge {ridge:.3g} ({result.details}), t {t:g}: {solve_s:.2f} s")
+    details = result.details.replace("ridge given", "ridge chosen by the search", 1) if args.search else result.details
+    print(f"solve     ridge {ridge:.3g} ({details}), t {t:g}: {solve_s:.2f} s")
     if classes:
         accuracy = float(np.mean(class_names[np.argmax(mean, axis=1)] == data.y_test))
         print(f"accuracy  {accuracy:.4f}")
@@ -177,6 +189,34 @@ def run(args) -> int:
         print(f"mse       {float(np.mean((mean - data.y_test) ** 2)):.6g}")
     print(f"memory    peak resident {_peak_gb():.2f} GB")
     return 0
+
+
+def _search(args, data, t: float, ridge):
+    """Run the --search on the training set only; print its table; (the winner's compiled kernel, its ridge)."""
+    from ..kernel import compile as compile_spec
+    from ..search import parse_axes, search
+    from ..sklearn import spec_lets
+
+    if args.features is not None:
+        raise SpecError("--search and --features cannot be combined")
+    if not math.isinf(t):
+        raise SpecError("--search chooses hyperparameters of kernel ridge regression (t = inf); drop --t")
+    if args.search_n_train < 2:
+        raise SpecError(f"--search-n-train takes a number >= 2, got {args.search_n_train}")
+    fraction = 0.1 if args.validation is None else args.validation
+    n = len(data.x_train)
+    result = search(args.spec, data.x_train, data.y_train, parse_axes(args.search), lets=overrides(args),
+                    kernel=args.kernel, classification=data.is_classification, validation=fraction,
+                    n_search=args.search_n_train, ridge=ridge, dtype=args.dtype, seed=args.seed,
+                    solver=args.solver, n_final=n, say=_say, batch_size=args.batch_size, memory=args.memory)
+    best = result.best
+    print(f"search    {len(result.candidates)} candidates on {result.n_search} of {n} training examples, "
+          f"{result.n_held} held out for validation (the test set is not used)")
+    for line in result.table().splitlines():
+        print(f"          {line}")
+    print(f"best      {best.label()}, ridge {best.ridge:.3g}: refit on all {n} training examples")
+    text, lets = spec_lets(args.spec, math.prod(data.x_train.shape[1:]), {**overrides(args), **best.lets})
+    return compile_spec(text, **dict(lets)), best.ridge
 
 
 def _peak_gb() -> float:

@@ -16,6 +16,7 @@ digits (8x8x1 or 64 inputs), seeded random inputs otherwise.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -76,6 +77,22 @@ def example_inputs(shape: tuple[int, ...]) -> tuple[np.ndarray, str]:
     return x, f"{EXAMPLE_RANDOM} random inputs (seed 0)"
 
 
+def interrupted(out: Path, seconds: float) -> str:
+    """One line after Ctrl-C: what was done, where the partial result is, how to resume."""
+    if out.suffix == ".zarr":
+        try:
+            from ..engine.zarr_store import ZarrStore
+            s = ZarrStore.open(out, mode="r").status()
+        except Exception:  # noqa: BLE001 - interrupted before the store had its metadata
+            return f"interrupted after {seconds:.0f} s, before {out} held any chunk: run the same command to start again"
+        return (f"interrupted after {seconds:.0f} s: {s['done']} of {s['total']} chunks done and kept in {out}; "
+                f"run the same command again to resume (`infkernel status {out}` shows how far it got)")
+    if out.suffix == ".npy":
+        return (f"interrupted after {seconds:.0f} s: the unfinished .npy files were removed (they cannot be resumed); "
+                f"--out {out.with_suffix('.zarr')} writes a store that can")
+    return f"interrupted after {seconds:.0f} s: nothing written ({out} is written only when complete)"
+
+
 def run(args) -> int:
     from ..kernel import check_get, check_inputs, compile as compile_spec
     get = check_get(tuple(g.strip() for g in args.get.split(",") if g.strip()))
@@ -101,9 +118,14 @@ def run(args) -> int:
     if args.x2:
         source = f"{args.x1} (rows) and {args.x2} (columns)"
     started = time.perf_counter()
-    k = kfn(x1, x2, get=get, dtype="float64" if args.x64 else "float32", batch_size=args.batch_size,
-            memory=args.memory, progress=False if args.quiet else None,
-            out=out if out.suffix in (".npy", ".zarr") else None, scheduler=args.scheduler, workers=args.workers)
+    try:
+        k = kfn(x1, x2, get=get, dtype="float64" if args.x64 else "float32", batch_size=args.batch_size,
+                memory=args.memory, progress=False if args.quiet else None,
+                out=out if out.suffix in (".npy", ".zarr") else None, scheduler=args.scheduler,
+                workers=args.workers)
+    except KeyboardInterrupt:
+        print(f"\n{interrupted(out, time.perf_counter() - started)}", file=sys.stderr, flush=True)
+        return 130
     if out.suffix == ".npz":
         np.savez(out, **{kind: getattr(k, kind) for kind in get})
         written = str(out)

@@ -170,6 +170,19 @@ class BlockedCholesky:
         rows[:, lo:hi] = upper + upper.T + np.diag(self.diag[lo:hi] + self.ridge)
         return rows
 
+    def restore(self) -> None:
+        """After an in-place factorization: K back in the lower triangle (from the kept upper triangle and
+        the saved diagonal), so that it can be factored again, e.g. with a larger ridge. A no-op for a copy."""
+        if self.source is not None:
+            return
+        a, blocks = self.a, list(row_blocks(self.n, self.block))
+        for i0, i1 in blocks:
+            for j0, j1 in blocks:
+                if j1 <= i0:
+                    a[i0:i1, j0:j1] = np.asarray(a[j0:j1, i0:i1]).T
+            upper = np.triu(np.array(a[i0:i1, i0:i1]), 1)
+            a[i0:i1, i0:i1] = upper + upper.T + np.diag(self.diag[i0:i1]).astype(a.dtype)
+
     @property
     def kernel(self):
         """K itself, row-sliceable (k[lo:hi]): the input, or after an in-place factorization a view that

@@ -12,7 +12,7 @@ from .checks import _ridge, _targets, _times
 from .direct import _as_eigh
 from .holdout import select_ridge_holdout, select_ridge_subsample
 from .posterior import GradientFlow, nngp_posterior
-from .precision import imprecise, judge, mean_error
+from .precision import imprecise, judge, mean_error, refused
 from .ridge import select_ridge
 from .rows import check_square, product
 from .solvers import IterativeSolve, choose_solver
@@ -84,22 +84,26 @@ def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="
     name, why = choose_solver(n, solver)
     say = _sayer(progress)
     say(f"solver: {name} ({why})")
+    chosen = None
     if validation is not None:
         if ridge == "auto":
-            chosen = select_ridge_holdout(k_train_train, y_train, fraction=validation, seed=seed, solver=name, say=say)
+            chosen = select_ridge_holdout(k_train_train, y_train, fraction=validation, seed=seed, solver=solver,
+                                          say=say)
             ridge, how = chosen.ridge, f"ridge chosen on a held-out {validation:g} of the training set"
         else:
             how = "ridge given"
     elif ridge == "auto" and name != "eigh":
-        ridge = select_ridge_subsample(k_train_train, y_train, size=cv_size, cv=cv, seed=seed).ridge
+        chosen = select_ridge_subsample(k_train_train, y_train, size=cv_size, cv=cv, seed=seed)
+        ridge = chosen.ridge
         how = f"ridge chosen by {cv if cv == 'loo' else f'{cv}-fold'} cross-validation on {min(cv_size, n)} examples"
     else:
         how = "ridge given" if ridge != "auto" else f"ridge chosen by {cv if cv == 'loo' else f'{cv}-fold'} cross-validation"
     if name == "eigh":
         mean, ridge, details = _eigh(k_train_train, y_train, k_test_train, ts, ridge, cv, seed)
     else:
-        mean, details = _iterative(k_train_train, y_train, k_test_train, float(ts) if ts.ndim == 0 else ts, _ridge(ridge),
-                                   name, tol=tol, rank=rank, max_iter=max_iter, say=say, seed=seed, **cholesky_options)
+        mean, ridge, details = _iterative(k_train_train, y_train, k_test_train, float(ts) if ts.ndim == 0 else ts,
+                                          _ridge(ridge), name, tol=tol, rank=rank, max_iter=max_iter, say=say,
+                                          seed=seed, fallback=_larger(chosen), **cholesky_options)
     result = Regression(mean, float(ridge))
     result.solver, result.reason, result.details = name, why, f"{how}; {details}" if details else how
     say(f"solve: {result.details}")
@@ -115,8 +119,24 @@ def _eigh(k, y, kx, ts, ridge, cv, seed):
     return GradientFlow(eigh, y, ridge=r).mean(kx, ts), r, "float64 eigendecomposition"
 
 
-def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, **options):
-    """The large-n route: dual coefficients G_t Y from the blocked Cholesky or CG, then K(x, X) G_t Y by row blocks."""
+def _larger(chosen) -> list[float]:
+    """The candidate ridges above the chosen one that selection could fit, best (least error) first."""
+    if chosen is None:
+        return []
+    r, err = chosen.ridges, chosen.errors
+    keep = np.flatnonzero((r > chosen.ridge) & np.isfinite(err))
+    return [float(r[j]) for j in keep[np.lexsort((-r[keep], err[keep]))]]
+
+
+def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, fallback=(), **options):
+    """The large-n route: dual coefficients G_t Y from the blocked Cholesky or CG, then K(x, X) G_t Y by row blocks.
+
+    A float32 kernel is judged at t = inf right after the factorization (on its
+    rough solve, before refinement and the test products). When that check
+    refuses a ridge that selection chose on fewer examples, the next of
+    `fallback` (larger candidate ridges, best first) is taken, said, and
+    factored instead; with none left, KernelPrecisionError.
+    """
     if np.ndim(t):
         raise SpecError(f"solver {name!r} takes one time t per call, got an array of {np.size(t)}")
     n = check_square(k)
@@ -124,10 +144,28 @@ def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, **options):
     kx = kx if hasattr(kx, "shape") else np.asarray(kx)
     if len(kx.shape) != 2 or kx.shape[1] != n:
         raise SpecError(f"k_test_train has shape {tuple(kx.shape)}, expected ?x{n}")
-    solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
+    fallback, notes = list(fallback), []
+    while True:
+        solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
+        if not imprecise(k):
+            break
+        kept = solve.factor.kernel if name == "cholesky" else k  # in place: K's rows from the kept upper triangle
+        if not np.isinf(t):
+            break
+        error = mean_error(kept, kx, solve.rough(y), solve.rough)  # before refinement and the test products
+        if not (fallback and refused(np.max(error, initial=0.0), y)):
+            judge(error, y, "test means", ridge)
+            break
+        refusal = (f"ridge {ridge:.3g} refused by the float32 precision check on all {n} training examples (the "
+                   f"test means could move by {np.max(error):.3g}, estimated), the next candidate {fallback[0]:.3g} "
+                   "taken")
+        say(refusal)
+        notes.append(refusal)
+        ridge = fallback.pop(0)
+        if name == "cholesky":
+            solve.factor.restore()
     alpha = solve.flow(y, t)
-    mean = product(kx, alpha)
-    if imprecise(k):  # K as given: factored in place, its rows come back from the kept upper triangle
-        kept = solve.factor.kernel if name == "cholesky" else k
+    if imprecise(k) and not np.isinf(t):
         judge(mean_error(kept, kx, alpha, solve.rough), y, "test means", ridge)
-    return (mean[:, 0] if vector else mean), solve.details
+    mean = product(kx, alpha)
+    return (mean[:, 0] if vector else mean), ridge, "; ".join([*notes, solve.details])

@@ -9,7 +9,7 @@ import scipy.linalg as sla
 from ..errors import SpecError
 from .checks import CHUNK, _targets
 from .direct import Eigh, _as_eigh
-from .precision import PROBES, REFUSE, KernelPrecisionError, probe
+from .precision import PROBES, KernelPrecisionError, grown, probe, refused
 
 
 class RidgeSelection(NamedTuple):
@@ -33,13 +33,16 @@ def _inverse_filters(eigh: Eigh, ridges: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.where(lam > 0, 1.0 / np.where(lam > 0, lam, 1.0), 0.0), eigh.invertible(ridges)
 
 
-def _precise_enough(eigh: Eigh, y: np.ndarray, inv: np.ndarray, ok: np.ndarray) -> np.ndarray:
+def _precise_enough(eigh: Eigh, y: np.ndarray, inv: np.ndarray, ok: np.ndarray, n_final: int | None = None) -> np.ndarray:
     """`ok`, less the ridges at which a float32 kernel's rounding could move the held-out residuals by half the targets' RMS.
 
     The leave-one-out residual of example i is alpha_i / A_ii (A = (K + r I)^{-1},
     alpha = A Y); a kernel error E changes alpha by -A E alpha to first order, which
     :func:`infkernel.predict.precision.probe` estimates (random signs, bounded
     entries; largest over the probes). The same estimate stands for k-fold.
+    It is grown to the `n_final` examples of the final fit
+    (:func:`~infkernel.predict.precision.grown`) and judged by the final
+    check's criterion (:func:`~infkernel.predict.precision.refused`).
     Kernels in float64 pass unchanged.
     """
     src = eigh.source
@@ -57,8 +60,7 @@ def _precise_enough(eigh: Eigh, y: np.ndarray, inv: np.ndarray, ok: np.ndarray) 
         d_alpha = (v @ (inv[:, :, None] * moved.reshape(n, R, k)).reshape(n, -1)).reshape(n, R, k)
         with np.errstate(divide="ignore", invalid="ignore"):
             worst = np.maximum(worst, np.nanmax(np.abs(d_alpha) / diag[:, :, None], axis=(0, 2)))
-    rms = float(np.sqrt(np.mean(y**2))) or 1.0
-    return ok & (worst <= REFUSE * rms)
+    return ok & ~refused(grown(worst, n if n_final is None else n_final, n), y)
 
 
 def _ridges(ridges) -> np.ndarray:
@@ -68,7 +70,7 @@ def _ridges(ridges) -> np.ndarray:
     return r
 
 
-def loo_errors(k_train_train, y_train, ridges) -> np.ndarray:
+def loo_errors(k_train_train, y_train, ridges, *, n_final: int | None = None) -> np.ndarray:
     """Leave-one-out mean squared error of kernel ridge regression, for every ridge, (R,).
 
     Closed form (e.g. Rifkin & Lippert 2007, "Notes on regularized least
@@ -76,13 +78,14 @@ def loo_errors(k_train_train, y_train, ridges) -> np.ndarray:
     fitted without i is (A Y)_i / A_ii. From one eigendecomposition, all
     ridges cost O(n^2 R). A ridge at which K + r I is singular to working precision gets inf,
     and so does one at which a float32 kernel's rounding could move the held-out
-    residuals by half the targets' RMS (:func:`_precise_enough`).
+    residuals by half the targets' RMS (:func:`_precise_enough`; at `n_final`
+    training examples when the final fit has more).
     """
     eigh = _as_eigh(k_train_train)
     y, _ = _targets(y_train, eigh.n)
     r = _ridges(ridges)
     inv, ok = _inverse_filters(eigh, r)
-    ok = _precise_enough(eigh, y, inv, ok)
+    ok = _precise_enough(eigh, y, inv, ok, n_final)
     v = eigh.vectors
     ay = (v @ ((v.T @ y)[:, None, :] * inv[:, :, None]).reshape(eigh.n, -1)).reshape(eigh.n, len(r), -1)
     diag = np.concatenate([(rows * rows) @ inv for rows in np.array_split(v, max(1, -(-eigh.n // CHUNK)))])
@@ -103,7 +106,7 @@ def _folds(n: int, folds, seed: int) -> list[np.ndarray]:
     return parts
 
 
-def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0) -> np.ndarray:
+def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0, *, n_final: int | None = None) -> np.ndarray:
     """k-fold mean squared error of kernel ridge regression, for every ridge, (R,).
 
     `folds` is a number of random folds (shuffled with `seed`) or a list of
@@ -119,7 +122,7 @@ def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0) -> np.n
     y, _ = _targets(y_train, eigh.n)
     r = _ridges(ridges)
     inv, ok = _inverse_filters(eigh, r)
-    ok = _precise_enough(eigh, y, inv, ok)
+    ok = _precise_enough(eigh, y, inv, ok, n_final)
     v, vty = eigh.vectors, eigh.vectors.T @ y
     parts = _folds(eigh.n, folds, seed)
     err = np.full(len(r), np.inf)
@@ -134,18 +137,20 @@ def kfold_errors(k_train_train, y_train, ridges, folds=5, seed: int = 0) -> np.n
     return err
 
 
-def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", seed: int = 0) -> RidgeSelection:
+def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", seed: int = 0,
+                 n_final: int | None = None) -> RidgeSelection:
     """The ridge with the smallest cross-validated MSE (cv="loo" or a number of folds).
 
     `ridges` defaults to :func:`default_ridges`. Ties go to the larger ridge.
-    `k_train_train` may be an :class:`Eigh`, to reuse it for the fit.
+    `k_train_train` may be an :class:`Eigh`, to reuse it for the fit. `n_final`:
+    the number of training examples of the final fit, when more (float32 only).
     """
     eigh = _as_eigh(k_train_train)
     r = default_ridges(eigh) if ridges is None else _ridges(ridges)
     if cv == "loo":
-        errors = loo_errors(eigh, y_train, r)
+        errors = loo_errors(eigh, y_train, r, n_final=n_final)
     elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
-        errors = kfold_errors(eigh, y_train, r, folds=int(cv), seed=seed)
+        errors = kfold_errors(eigh, y_train, r, folds=int(cv), seed=seed, n_final=n_final)
     else:
         raise SpecError(f"cv must be 'loo' or a number of folds, got {cv!r}")
     if not np.any(np.isfinite(errors)):

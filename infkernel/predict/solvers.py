@@ -36,17 +36,18 @@ def check_solver(solver: str) -> str:
 
 def choose_solver(n: int, solver: str = "auto", available: int | None = None) -> tuple[str, str]:
     """(solver, why): "eigh" up to n = EIGH_MAX when its float64 copies fit; else "cholesky" when a
-    float32 copy of K fits in 60 % of the available memory; else "cg"."""
+    float32 copy of K fits in 60 % of the available memory; else "cg". `why` is "requested" for a
+    named solver, "auto: <reason>" for one that "auto" chose."""
     if check_solver(solver) != "auto":
         return solver, "requested"
     free = psutil.virtual_memory().available if available is None else int(available)
     gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
     if n <= EIGH_MAX and 24 * n * n < 0.6 * free:
-        return "eigh", f"n = {n} <= {EIGH_MAX}: one float64 eigendecomposition, exact and shared by every ridge and t"
+        return "eigh", f"auto: n = {n} <= {EIGH_MAX}: one float64 eigendecomposition, exact and shared by every ridge and t"
     if 4 * n * n < 0.6 * free:
-        return "cholesky", (f"n = {n} > {EIGH_MAX}: a float32 copy of K ({gb(4 * n * n)}) fits in the "
+        return "cholesky", (f"auto: n = {n} > {EIGH_MAX}: a float32 copy of K ({gb(4 * n * n)}) fits in the "
                             f"{gb(free)} available; blocked Cholesky with float64 refinement")
-    return "cg", (f"a float32 copy of K ({gb(4 * n * n)}) does not fit in 60 % of the {gb(free)} available: "
+    return "cg", (f"auto: a float32 copy of K ({gb(4 * n * n)}) does not fit in 60 % of the {gb(free)} available: "
                   "conjugate gradients over row blocks of K")
 
 

@@ -1,0 +1,50 @@
+"""Ctrl-C during a kernel run into a Zarr store (issue 17): one line saying what was done, where the partial
+store is and how to resume; exit status 130; no traceback. The resumed run finishes the rest."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = "input 4x4x2\nconv 3x3 same w_std=1.4 b_std=0.1\nrelu\nconv 2x2 w_std=1.3\nrelu\ngap\ndense\n"
+LIMIT = 240
+
+
+def done_count(path: Path) -> int:
+    import zarr
+
+    try:
+        return int((zarr.open_group(path, mode="r")["done"][:] > 0).sum())
+    except Exception:  # noqa: BLE001 - not created yet
+        return 0
+
+
+def test_ctrl_c_on_a_zarr_run_prints_a_summary_and_the_store_resumes(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(64, 4, 4, 2)).astype(np.float32))
+    (tmp_path / "net.ik").write_text(SPEC)
+    path = tmp_path / "K.zarr"
+    cmd = [sys.executable, "-m", "infkernel.cli", "kernel", str(tmp_path / "net.ik"), "--x1", str(tmp_path / "x.npy"),
+           "--out", str(path), "--batch-size", "2", "--quiet"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu")
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + LIMIT
+    while done_count(path) < 5 and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGINT)
+    out, err = run.communicate(timeout=LIMIT)
+    assert run.returncode == 130, (out, err)
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted after"), err
+    done = int(lines[0].split(": ")[1].split(" of ")[0])
+    assert done >= 5 and f"kept in {path}" in lines[0] and "run the same command again to resume" in lines[0]
+    total = 32 * 33 // 2
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LIMIT)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"{total - done} of {total} chunks computed, {done} already done" in again.stdout, again.stdout
