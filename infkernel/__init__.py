@@ -26,6 +26,8 @@ def __getattr__(name):
         return importlib.import_module(f"{__name__}.{name}")
     if name == "monte_carlo":
         return importlib.import_module(f"{__name__}.montecarlo").monte_carlo
+    if name in ("features_cost", "choose_features"):  # the cost of a feature map, m sized from a budget
+        return getattr(importlib.import_module(f"{__name__}.features.cost"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["SpecError", "Where", "Graph", "Node", "Parallel", "Repeat", "Residual", "build", "op", "serial",

@@ -144,6 +144,8 @@ class _KernelModel(BaseEstimator):
         n_features=None,
         random_state=0,
         solver="auto",
+        budget_seconds=None,
+        budget_gb=None,
     ):
         self.spec = spec
         self.kernel = kernel
@@ -157,6 +159,8 @@ class _KernelModel(BaseEstimator):
         self.n_features = n_features
         self.random_state = random_state
         self.solver = solver
+        self.budget_seconds = budget_seconds
+        self.budget_gb = budget_gb
 
     # -- the kernel
 
@@ -250,7 +254,13 @@ class _KernelModel(BaseEstimator):
         if not np.isinf(self.t):
             raise SpecError("n_features solves ridge regression (t = inf) only", hint="set t=np.inf")
         text, lets = self._spec_key(math.prod(X.shape[1:]))
-        self.features_ = features(text, self.n_features, get=self.kernel, seed=self.random_state, dtype=self.dtype,
+        m = self.n_features
+        if m == "auto":
+            from .features.cost import choose_features
+            choice = choose_features(text, len(X), 0, self.budget_seconds, self.budget_gb, get=self.kernel,
+                                     dtype=self.dtype, **dict(lets))
+            m, self.features_choice_ = choice.m, choice.reason
+        self.features_ = features(text, m, get=self.kernel, seed=self.random_state, dtype=self.dtype,
                                   **dict(lets))
         fit = feature_regression(self.features_, reshape_for(X, self.features_.graph.input_shape), targets,
                                  ridge=self.ridge, seed=self.random_state)
@@ -300,7 +310,11 @@ class KernelRegressor(RegressorMixin, _KernelModel):
     n_features : None (default: the exact kernel), or m: the kernel is
         approximated by m random features (:func:`infkernel.features`) and
         ridge regression is solved in feature space (O(n m^2), t = inf only;
-        ridge="auto" then chooses on a 20 % validation split, not by `cv`).
+        ridge="auto" then chooses on a 20 % validation split, not by `cv`);
+        or "auto": the largest m whose estimated fit time and memory stay
+        within budget_seconds / budget_gb (:func:`infkernel.choose_features`;
+        the reason is kept in features_choice_).
+    budget_seconds, budget_gb : the budgets of n_features="auto".
     random_state : seed of the random features and of the validation split.
     solver : "auto" (default), "eigh", "cholesky" or "cg", as in
         :func:`infkernel.predict.kernel_regression`: "auto" takes "eigh" up to

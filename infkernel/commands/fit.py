@@ -5,6 +5,7 @@ with the time spent on kernels and on the solve.
 """
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 import time
@@ -82,9 +83,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--in-place", action="store_true",
                         help="with --kernels and --solver cholesky: factor K(train, train) inside its file (its "
                         "lower triangle becomes the factor, K stays in the upper one) instead of a copy in RAM")
-    parser.add_argument("--features", type=int, default=None, metavar="M",
+    parser.add_argument("--features", type=_features_arg, default=None, metavar="M",
                         help="approximate the kernel by M random features (infkernel.features) and solve ridge "
-                        "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split")
+                        "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split; "
+                        "'auto': the largest M within --budget-seconds / --budget-gb (estimated from the rules' "
+                        "flop counts and rates measured here)")
+    parser.add_argument("--budget-seconds", type=float, default=None, metavar="S",
+                        help="with --features auto: time budget for features and solve")
+    parser.add_argument("--budget-gb", type=float, default=None, metavar="GB",
+                        help="with --features auto: memory budget (random matrices, a batch, the m x m moments)")
     parser.add_argument("--search", action="append", default=[], metavar="NAME=V1,V2,...",
                         help="choose the spec's let NAME among these values (repeatable: the grid of all "
                         "combinations) on a held-out --validation fraction (default 0.1) of the training set, "
@@ -93,6 +100,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--search-n-train", type=int, default=5000, metavar="N",
                         help="with --search: the candidates' kernels on a random subsample of N training "
                         "examples (default 5000; the final refit uses all of them)")
+
+
+def _features_arg(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of features or 'auto', got {text!r}") from None
 
 
 def _say(text: str) -> None:

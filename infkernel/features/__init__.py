@@ -32,7 +32,12 @@ features(spec, n_features, get="ntk", seed=0, dtype="float32",
     `get`, `n_features` or `activation`, or an output with spatial axes.
 FeatureMap(x, batch_size=256) -> np.ndarray (n, dim)
 FeatureMap.batches(x, batch_size) -> iterator of (batch, dim) arrays
-FeatureMap.cost() -> per node flops / floats per example (see docs/features.md)
+FeatureMap.cost() -> per node flops / floats per example from XLA (see docs/features.md)
+features_cost(spec, m, get="ntk", ...) -> FeatureCost: the same counted from
+    the rules' trace without compiling (also ik.features_cost), and the fit's
+    estimated seconds and bytes (`cost.py`)
+choose_features(spec, n_train, n_test, budget_seconds=, budget_gb=) -> Choice:
+    the largest m within the budgets, with the reason (also ik.choose_features)
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ import sys
 import types
 
 from .base import FeatureMap
+from .cost import choose_features, features_cost
 from .rules import Feats, FeatureCtx
 
 
@@ -58,4 +64,4 @@ class _CallableModule(types.ModuleType):
 
 sys.modules[__name__].__class__ = _CallableModule
 
-__all__ = ["features", "FeatureMap", "Feats", "FeatureCtx"]
+__all__ = ["features", "FeatureMap", "Feats", "FeatureCtx", "features_cost", "choose_features"]

@@ -37,19 +37,25 @@ class Plan:
     activation: str
     degree: int
 
-    def forward(self, draws: Draws, x, upto: int | None = None):
-        """Phi(x) (n, dim) of the output; with `upto`, the `Feats` of that node."""
+    def forward(self, draws: Draws, x, upto: int | None = None, floats: dict | None = None):
+        """Phi(x) (n, dim) of the output; with `upto`, the `Feats` of that node.
+        Each node runs in the named scope "node<id>" (for `cost.features_cost`);
+        `floats`, if given, receives each node's output floats per example."""
         fc = FeatureCtx(self.m, self.need_ntk, draws, self.activation, self.degree)
         env = {}
         for node in self.graph.nodes:
             draws.node = node.id
-            if not node.inputs:
-                f = input_features(x, self.graph.input_shape)
-                if fc.need_ntk:
-                    f = Feats(f.nngp, jnp.zeros(f.nngp.shape[:-1] + (0,), f.nngp.dtype))
-            else:
-                f = self.rules[node.id](node.op, tuple(env[i] for i in node.inputs), self.program.ctx[node.id], fc)
+            with jax.named_scope(f"node{node.id}"):
+                if not node.inputs:
+                    f = input_features(x, self.graph.input_shape)
+                    if fc.need_ntk:
+                        f = Feats(f.nngp, jnp.zeros(f.nngp.shape[:-1] + (0,), f.nngp.dtype))
+                else:
+                    f = self.rules[node.id](node.op, tuple(env[i] for i in node.inputs), self.program.ctx[node.id],
+                                            fc)
             env[node.id] = f
+            if floats is not None:
+                floats[node.id] = sum(math.prod(a.shape[1:]) for a in f if a is not None)
             if upto == node.id:
                 return f
         out = env[self.graph.output.id]
@@ -58,6 +64,25 @@ class Plan:
         if phi.shape[-1] > self.m:
             phi = project(phi, draws, "out", self.m)
         return phi
+
+
+def make_plan(spec, n_features: int, get: str = "ntk", activation: str = "random", degree: int = 8,
+              **overrides) -> Plan:
+    """The checked `Plan` of a spec's feature map (SpecError for bad arguments,
+    an op without a rule, or an output with spatial axes)."""
+    if get not in ("nngp", "ntk"):
+        raise SpecError(f"get must be 'nngp' or 'ntk', got {get!r}")
+    if not isinstance(n_features, (int, np.integer)) or isinstance(n_features, bool) or n_features < 1:
+        raise SpecError(f"n_features must be a positive integer, got {n_features!r}",
+                        hint="or size it from a budget: ik.features_cost / choose_features, --features auto")
+    if activation not in ACTIVATION_METHODS:
+        raise SpecError(f"activation must be one of {', '.join(ACTIVATION_METHODS)}, got {activation!r}")
+    graph = as_graph(spec, **overrides)
+    if graph.output.shape.rank:
+        raise SpecError(f"the network's output still has spatial axes ({graph.output.shape})",
+                        graph.output.where, "end it with flatten or gap, then dense")
+    rules = {n.id: rule_of(n.op, n.where) for n in graph.nodes[1:]}
+    return Plan(graph, Program(graph), rules, int(n_features), get == "ntk", activation, int(degree))
 
 
 class FeatureMap:
@@ -70,21 +95,10 @@ class FeatureMap:
 
     def __init__(self, spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
                  activation: str = "random", degree: int = 8, **overrides):
-        if get not in ("nngp", "ntk"):
-            raise SpecError(f"get must be 'nngp' or 'ntk', got {get!r}")
-        if not isinstance(n_features, (int, np.integer)) or isinstance(n_features, bool) or n_features < 1:
-            raise SpecError(f"n_features must be a positive integer, got {n_features!r}")
-        if activation not in ACTIVATION_METHODS:
-            raise SpecError(f"activation must be one of {', '.join(ACTIVATION_METHODS)}, got {activation!r}")
-        self.graph = as_graph(spec, **overrides)
-        if self.graph.output.shape.rank:
-            raise SpecError(f"the network's output still has spatial axes ({self.graph.output.shape})",
-                            self.graph.output.where, "end it with flatten or gap, then dense")
-        rules = {n.id: rule_of(n.op, n.where) for n in self.graph.nodes[1:]}
+        self.plan = make_plan(spec, n_features, get, activation, degree, **overrides)
+        self.graph = self.plan.graph
         self.n_features, self.get, self.seed, self.dtype = int(n_features), get, int(seed), dtype
         self.activation, self.degree = activation, int(degree)
-        self.plan = Plan(self.graph, Program(self.graph), rules, self.n_features, get == "ntk", activation,
-                         self.degree)
         key = (tuple(self.graph.nodes), self.graph.parameterization, self.n_features, get, activation,
                self.degree, dtype)
         with precision(dtype) as jdtype:

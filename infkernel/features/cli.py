@@ -17,13 +17,23 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     """After the data and task lines: the features, solve and accuracy (or mse) lines of the exact path."""
     if not math.isinf(t):
         raise SpecError("--features solves ridge regression (t = inf) only", hint="drop --t or set --t inf")
-    if args.features < 1:
-        raise SpecError(f"--features takes a positive number of features, got {args.features}")
+    m = args.features
+    budgets = (getattr(args, "budget_seconds", None), getattr(args, "budget_gb", None))
+    if m == "auto":
+        from .cost import choose_features
+        choice = choose_features(graph, len(data.x_train), len(data.x_test), *budgets, get=args.kernel,
+                                 dtype=args.dtype, batch_size=args.batch_size or 256)
+        m = choice.m
+        print(f"features  auto: {choice.reason}")
+    elif any(b is not None for b in budgets):
+        raise SpecError("--budget-seconds and --budget-gb size --features auto", hint="pass --features auto")
+    if m < 1:
+        raise SpecError(f"--features takes a positive number of features or 'auto', got {m}")
     start = time.perf_counter()
-    fmap = features(graph, args.features, get=args.kernel, seed=args.seed, dtype=args.dtype)
+    fmap = features(graph, m, get=args.kernel, seed=args.seed, dtype=args.dtype)
     classes = data.is_classification
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
-    print(f"features  {args.kernel}, m={args.features} (dim {fmap.dim}), {args.dtype}, seed {args.seed}")
+    print(f"features  {args.kernel}, m={m} (dim {fmap.dim}), {args.dtype}, seed {args.seed}")
     print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
     validation = args.validation if getattr(args, "validation", None) is not None else 0.2
     out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, validation=validation,
