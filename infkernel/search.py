@@ -27,6 +27,7 @@ import numpy as np
 from .errors import SpecError
 from .predict import classes_and_targets
 from .predict.holdout import holdout_fit
+from .predict.solvers import choose_solver
 from .predict.precision import refused
 
 
@@ -165,6 +166,7 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
     first = compiled(points[0])  # unknown names fail here, before any kernel is computed
     x = reshape_for(x, tuple(first.graph.input_shape))
     ridges = None if ridge == "auto" else [float(ridge)]
+    final_n = n if n_final is None else int(n_final)
     say(f"search: {len(points)} candidates over {', '.join(axes)}; {kernel} kernels ({dtype}) of {size} of {n} "
         f"training examples, {validation:g} of them held out for validation; ridge "
         f"{'chosen per candidate on the held-out part' if ridge == 'auto' else f'{float(ridge):g}'}")
@@ -174,7 +176,7 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
         kfn = first if i == 0 else compiled(point)
         k = getattr(kfn(x, get=kernel, dtype=dtype, batch_size=batch_size, memory=memory, progress=False), kernel)
         fitted = holdout_fit(k, targets, ridges, fraction=validation, seed=seed, solver=solver,
-                             n_final=n if n_final is None else n_final)
+                             n_final=final_n, final=choose_solver(final_n, solver)[0])
         sel, held, pred = fitted.selection, fitted.held, fitted.predictions
         accuracy = float(np.mean(np.argmax(pred, axis=1) == np.argmax(targets[held], axis=1))) \
             if classification else None

@@ -87,3 +87,16 @@ def test_auto_solver_is_named_auto_in_the_ridge_selection_line():
     said.clear()
     P.kernel_regression(k64, y, k64[:5], solver="eigh", validation=0.2, progress=said.append)
     assert "solver eigh (requested)" in next(s for s in said if s.startswith("ridge selection"))
+
+
+def test_a_ridge_held_out_for_the_float64_solver_respects_its_floor():
+    """With the eigh route (n <= 5000) a float32 kernel's final solve refuses ridges below n eps32 times its
+    largest eigenvalue: selection on the 80 % fit part excludes them at the final n, and the fit goes through."""
+    k32, kx32, k64, y = near_duplicates()
+    said = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", P.PrecisionWarning)
+        fit = P.kernel_regression(k32, y, kx32, validation=0.2, progress=said.append)
+    assert fit.solver == "eigh" and "refused" not in fit.details, fit.details
+    w = np.linalg.eigvalsh(k32.astype(np.float64))
+    assert fit.ridge > 300 * np.finfo(np.float32).eps * w[-1]

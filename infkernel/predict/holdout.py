@@ -60,7 +60,8 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, seed: int = 0, solver: str = "auto",
-                n_final: int | None = None, say: Callable[[str], None] | None = None, **options) -> Holdout:
+                n_final: int | None = None, final: str | None = None, say: Callable[[str], None] | None = None,
+                **options) -> Holdout:
     """Fit on all but a held-out `fraction` of the training set for every candidate ridge; keep the best.
 
     k_train_train (n, n): numpy array, memmap or Zarr array; y_train (n,) or
@@ -70,8 +71,11 @@ def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, s
     size. A ridge whose solve fails (singular, not converged) gets error inf,
     and so does, for a float32 kernel, one at which the precision check of
     the final solve (on `n_final` training examples, default n) would refuse
-    the predictions. Raises KernelPrecisionError when the precision check
-    excludes every ridge, SpecError when no ridge could be fitted.
+    the predictions; with `final` = "eigh" (the solver of the final fit), also
+    one below the float64 solver's floor for a float32 kernel (n eps32 times
+    the largest eigenvalue, :class:`~infkernel.predict.Eigh`) at `n_final`.
+    Raises KernelPrecisionError when the precision check excludes every
+    ridge, SpecError when no ridge could be fitted.
     """
     say = say or (lambda _: None)
     n = check_square(k_train_train)
@@ -88,6 +92,9 @@ def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, s
     if name == "eigh":
         eigh = Eigh(k_ff.astype(np.float64))  # a float32 kernel is judged by the rounding probe, not eps32 n
         ok = eigh.invertible(r)
+        if final == "eigh" and imprecise(k_ff):  # the final float64 solve's floor, its largest eigenvalue grown to n
+            m = growth[0]
+            ok &= eigh.values[0] + r > m * (m / len(fit)) * float(np.finfo(k_ff.dtype).eps) * eigh.values[-1]
         lam = eigh.values[:, None] + r[None, :]
         inv = np.where(ok[None, :], 1.0 / np.where(lam > 0, lam, 1.0), 0.0)
         every = eigh.vectors @ ((eigh.vectors.T @ y[fit])[:, None, :] * inv[:, :, None]).reshape(len(fit), -1)
@@ -136,8 +143,8 @@ def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, s
 
 
 def select_ridge_holdout(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, seed: int = 0,
-                         solver: str = "auto", n_final: int | None = None, say: Callable[[str], None] | None = None,
-                         **options) -> RidgeSelection:
+                         solver: str = "auto", n_final: int | None = None, final: str | None = None,
+                         say: Callable[[str], None] | None = None, **options) -> RidgeSelection:
     """The ridge with the least mean squared error on a held-out `fraction` of the training set.
 
     :func:`holdout_fit` without the predictions: k_train_train (n, n) numpy
@@ -147,7 +154,7 @@ def select_ridge_holdout(k_train_train, y_train, ridges=None, *, fraction: float
     the precision check excludes them all.
     """
     return holdout_fit(k_train_train, y_train, ridges, fraction=fraction, seed=seed, solver=solver,
-                       n_final=n_final, say=say, **options).selection
+                       n_final=n_final, final=final, say=say, **options).selection
 
 
 def select_ridge_subsample(k_train_train, y_train, ridges=None, *, size: int = 2000, cv="loo",

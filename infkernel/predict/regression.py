@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from ..errors import SpecError
-from .checks import _ridge, _targets, _times
+from .checks import SingularKernelError, _ridge, _targets, _times
 from .direct import _as_eigh
 from .holdout import select_ridge_holdout, select_ridge_subsample
 from .posterior import GradientFlow, nngp_posterior
@@ -88,7 +88,7 @@ def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="
     if validation is not None:
         if ridge == "auto":
             chosen = select_ridge_holdout(k_train_train, y_train, fraction=validation, seed=seed, solver=solver,
-                                          say=say)
+                                          final=name, say=say)
             ridge, how = chosen.ridge, f"ridge chosen on a held-out {validation:g} of the training set"
         else:
             how = "ridge given"
@@ -99,7 +99,7 @@ def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="
     else:
         how = "ridge given" if ridge != "auto" else f"ridge chosen by {cv if cv == 'loo' else f'{cv}-fold'} cross-validation"
     if name == "eigh":
-        mean, ridge, details = _eigh(k_train_train, y_train, k_test_train, ts, ridge, cv, seed)
+        mean, ridge, details = _eigh(k_train_train, y_train, k_test_train, ts, ridge, cv, seed, _larger(chosen), say)
     else:
         mean, ridge, details = _iterative(k_train_train, y_train, k_test_train, float(ts) if ts.ndim == 0 else ts,
                                           _ridge(ridge), name, tol=tol, rank=rank, max_iter=max_iter, say=say,
@@ -110,8 +110,28 @@ def kernel_regression(k_train_train, y_train, k_test_train, t=np.inf, *, ridge="
     return result
 
 
-def _eigh(k, y, kx, ts, ridge, cv, seed):
-    """The float64 route: Cholesky for a given ridge at t = inf, else one eigendecomposition for selection and flow."""
+def _eigh(k, y, kx, ts, ridge, cv, seed, fallback=(), say=LOG.info):
+    """The float64 route: Cholesky for a given ridge at t = inf, else one eigendecomposition for selection and flow.
+
+    A ridge selected on part of the training set that the solve on all of it
+    refuses (singular to the kernel's precision, or too imprecise for a
+    float32 kernel) gives way to the next of `fallback`, said in the details.
+    """
+    fallback, notes = list(fallback), []
+    while True:
+        try:
+            mean, ridge, details = _eigh_once(k, y, kx, ts, ridge, cv, seed)
+            return mean, ridge, "; ".join([*notes, details])
+        except SingularKernelError as e:  # KernelPrecisionError too
+            if not fallback:
+                raise
+            notes.append(f"ridge {ridge:.3g} refused by the solve on all {check_square(k)} training examples "
+                         f"({str(e).split(' (')[0]}), the next candidate {fallback[0]:.3g} taken")
+            say(notes[-1])
+            ridge = fallback.pop(0)
+
+
+def _eigh_once(k, y, kx, ts, ridge, cv, seed):
     if ridge != "auto" and ts.ndim == 0 and np.isinf(ts):
         return nngp_posterior(k, y, kx, ridge=ridge).mean, _ridge(ridge), "float64 Cholesky"
     eigh = _as_eigh(k)
