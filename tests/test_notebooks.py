@@ -4,8 +4,9 @@ Each notebook's last code cell prints its key numbers as one line of JSON
 (``print(json.dumps(claims))``). The tests execute every notebook with
 nbclient (kernel python3, matplotlib on Agg unless the notebook asks for
 inline), read that line back from the executed notebook and assert the claim
-on it; they check the committed notebooks too (executed, with PNG plots,
-under 500 KB, and with numbers that satisfy the same claims). `CHECKS` holds
+on it (at the smaller sizes a notebook may pick under INFKERNEL_NOTEBOOK_SMALL=1:
+every cell still runs, the same claims hold); they check the committed notebooks
+too (executed at full size, with PNG plots, under 500 KB, and with numbers that satisfy the same claims). `CHECKS` holds
 one function per notebook; `test_checks_can_fail` feeds each one numbers
 that contradict its claim.
 
@@ -31,14 +32,16 @@ CELL_TIMEOUT = 600  # seconds per cell; the whole set takes a few minutes on 2 c
 MAX_BYTES = 500_000
 
 
-def execute(path: Path):
-    """Run the notebook at `path` top to bottom in a fresh python3 kernel; return (notebook, seconds)."""
+def execute(path: Path, small: bool = False):
+    """Run the notebook at `path` top to bottom in a fresh python3 kernel; return (notebook, seconds).
+    small: INFKERNEL_NOTEBOOK_SMALL=1 in the kernel, where a notebook reads it to run at smaller sizes."""
     import nbclient
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     env = dict(os.environ)
     env.setdefault("MPLBACKEND", "Agg")
+    env["INFKERNEL_NOTEBOOK_SMALL"] = "1" if small else "0"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
@@ -217,10 +220,10 @@ def test_committed_notebook(path):
 @pytest.mark.skipif(os.environ.get("INFKERNEL_SKIP_NOTEBOOKS") == "1", reason="INFKERNEL_SKIP_NOTEBOOKS=1")
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path):
-    """Executed now, top to bottom, the notebook's numbers satisfy its claim."""
+    """Executed now, top to bottom (at its small sizes), the notebook's numbers satisfy its claim."""
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    nb, seconds = execute(path)
+    nb, seconds = execute(path, small=True)
     assert not errors(nb), errors(nb)
     assert images(nb) >= 1, "no PNG plot in the outputs"
     c = claims(nb)

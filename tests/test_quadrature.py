@@ -10,6 +10,7 @@ strictly inside (-1, 1); 1-D for the diagonal and for rho = +-1.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -71,6 +72,7 @@ EDGES = [(1e-3, 1e3, 1.0), (1e3, 1.0, -1.0), (25.0, 1.0, 1.0)]  # rho = +-1, une
 CROSS = [(1.0, 1.0, 0.5), (25.0, 25.0, -0.9), (1e3, 1.0, 0.99)]
 
 
+@functools.cache  # both scipy tests of a formula check one derivation (a derive costs seconds)
 def _derived(formula):
     quad_only, x0 = FORMULAS[formula]
     with warnings.catch_warnings():
