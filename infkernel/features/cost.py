@@ -142,7 +142,7 @@ def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "ra
     return FeatureCost(int(n_features), int(dim), get, layers)
 
 
-def measure_rates(spec, get: str = "ntk", dtype: str = "float32", m: int = 128, batch: int = 64,
+def measure_rates(spec, get: str = "ntk", dtype: str = "float32", m: int = 128, batch: int = 256,
                   **overrides) -> tuple[float, float]:
     """(feature flop/s, solve flop/s) measured here: the map at `m` on `batch`
     random inputs (the second call, after compiling), and a float64 product."""
