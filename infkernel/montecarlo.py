@@ -56,7 +56,7 @@ def _summary(samples: Kernel, width: int) -> MonteCarlo:
 
 def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: int = 0, get=KINDS,
                 dtype: str = "float32", memory=DEFAULT_MEMORY, method: str = "structured", rng: str = "numpy",
-                progress: bool | None = None, **overrides) -> MonteCarlo:
+                progress: bool | None = None, batch: int = 1, **overrides) -> MonteCarlo:
     """Empirical kernels of `n_samples` independently initialised finite
     networks of `spec`, their mean and its standard error.
 
@@ -72,11 +72,17 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
     in a fraction of the time of JAX's threefry for a network of many
     parameter shapes; "threefry" uses JAX's default; progress: None shows a
     bar of networks done when the run takes longer than about two seconds,
-    True always, False never; overrides: `let` values of spec text."""
+    True always, False never; batch: networks initialised and evaluated in one
+    jitted call (`jax.vmap` over their keys; the same networks as batch=1,
+    sample i still from `fold_in(key(seed), i)`): many small networks run
+    without a dispatch per network, `memory` is shared by the batch;
+    overrides: `let` values of spec text."""
     if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
         raise SpecError(f"n_samples must be a positive integer, got {n_samples!r}")
     if rng not in ("numpy", "threefry"):
         raise SpecError(f"rng must be numpy or threefry, got {rng!r}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise SpecError(f"batch must be a positive integer, got {batch!r}")
     net = spec if isinstance(spec, FiniteNet) else network(spec, width, **overrides)
     get = check_get(get)
     dims = net.graph.input_shape
@@ -88,6 +94,10 @@ def monte_carlo(spec, x1, x2=None, width: int = 256, n_samples: int = 32, seed: 
         a = jnp.asarray(x1, dt)
         b = None if x2 is None else jnp.asarray(x2, dt)
         base = host_key(seed) if rng == "numpy" else jax.random.key(seed)
+        if batch > 1:
+            _batches(net, base, a, b, get, max(1, memory // batch), method, n_samples, batch, dt, out, progress)
+            samples = Kernel(*(np.concatenate(out[k]) if k in out else None for k in KINDS))
+            return _summary(samples, net.width)
         pending = []
         kernels = _kernel_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples)
         with tqdm(total=n_samples, unit="net", desc=f"Monte Carlo, width {net.width}", leave=False,
@@ -123,6 +133,32 @@ def _kernels(net: FiniteNet, params, x1, x2, get, memory, method):
 _STATIC = ("net", "get", "memory", "method")
 _kernels_quick = jax.jit(_kernels, static_argnames=_STATIC, compiler_options={"xla_backend_optimization_level": 0})
 _kernels = jax.jit(_kernels, static_argnames=_STATIC)
+
+
+def _batches(net, base, a, b, get, memory, method, n_samples, batch, dt, out, progress) -> None:
+    """Networks `batch` at a time (the last batch padded and cut), into `out`."""
+    with tqdm(total=n_samples, unit="net", desc=f"Monte Carlo, width {net.width}", leave=False,
+              delay=0.0 if progress else 2.0, disable=progress is False) as bar:
+        run = _batched_quick if _kernel_fn(net, a.shape[0] + (0 if b is None else b.shape[0]), n_samples) \
+            is _kernels_quick else _batched
+        for start in range(0, n_samples, batch):
+            k = run(net, base, jnp.arange(start, start + batch), a, b, get, memory, method, jnp.dtype(dt))
+            for name in out:
+                out[name].append(np.asarray(getattr(k, name), np.float64)[:n_samples - start])
+            bar.update(min(batch, n_samples - start))
+
+
+def _batched(net: FiniteNet, base, index, x1, x2, get, memory, method, dtype):
+    def one(i):
+        params = net.init(jax.random.fold_in(base, i), dtype)
+        return net.kernels(params, x1, x2, get, memory, method)
+    return jax.vmap(one)(index)
+
+
+# as for one network: quick to compile when the work of all samples is small (see `_kernel_fn`)
+_batched_quick = jax.jit(_batched, static_argnames=_STATIC + ("dtype",),
+                         compiler_options={"xla_backend_optimization_level": 0})
+_batched = jax.jit(_batched, static_argnames=_STATIC + ("dtype",))
 
 
 def _collect(k: Kernel, out: dict) -> None:

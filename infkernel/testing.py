@@ -337,13 +337,32 @@ class Comparison:
         """The same Monte Carlo data checked against the analytic kernels times `factor`
         (a rule that is `factor - 1` off): what the check would say of a wrong rule."""
         ka, kb = self.analytic
-        return _compare(self.kind, self.widths, (factor * ka, factor * kb), self.mean, self.sem, self.z, self.floor)
+        return self.against((factor * ka, factor * kb))
+
+    def against(self, analytic: tuple) -> "Comparison":
+        """The same Monte Carlo data checked against other analytic kernels (one (n1, n2) array per
+        width, as `analytic`): what the check says of another rule, e.g. one broken on purpose."""
+        return _compare(self.kind, self.widths, tuple(analytic), self.mean, self.sem, self.z, self.floor)
 
     @property
     def resolution(self) -> float:
         """The smallest relative tolerance over the entries, tolerance / |K| at the larger width: about
         the relative error of a rule (a factor 1 + resolution) that the check would catch."""
         return float(np.min(self.tolerance / np.maximum(np.abs(self.analytic[1]), 1e-300)))
+
+    def detectable(self, tol: float = 1e-4) -> float:
+        """The smallest relative error e of a rule that this check flags in both directions: the analytic
+        kernels scaled by 1 + e and by 1 - e both fail (by bisection on e; 1.0 if 1 +- 0.999 pass). Unlike
+        `resolution`, it counts the Monte Carlo mean's own deviation from the analytic kernel."""
+        def caught(e):
+            return not self.scaled(1 + e).ok and not self.scaled(1 - e).ok
+        lo, hi = 0.0, 0.999
+        if not caught(hi):
+            return 1.0
+        while hi - lo > tol:
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if caught(mid) else (mid, hi)
+        return hi
 
     def worst(self) -> str:
         i = np.unravel_index(np.argmax(self.excess), self.excess.shape)
@@ -356,12 +375,13 @@ class Comparison:
 
 def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int = 4, n_samples: int = 32,
                         seed: int = 0, get=KINDS, alpha: float = 1e-3, dtype: str = "float32",
-                        analytic=None, progress: bool | None = False, **overrides) -> list[Comparison]:
+                        analytic=None, progress: bool | None = False, batch: int = 1,
+                        **overrides) -> list[Comparison]:
     """The comparisons behind `assert_matches_monte_carlo`, one per kind.
 
     analytic: a function (graph, x1, x2, get) -> Kernel to test instead of
     `infkernel.compile(graph)(x1, x2, get=get, dtype="float64")`.
-    progress: passed to `monte_carlo` (False: no bar)."""
+    progress, batch: passed to `monte_carlo` (False: no bar; batch: networks per jitted call)."""
     from scipy import stats
 
     from .kernel import compile as compile_kernel
@@ -386,7 +406,7 @@ def compare_monte_carlo(spec, x1, x2=None, *, width: int = 128, width_ratio: int
             kernel = analytic(g, x1, x2, get)
         # The narrow networks are cheap: twice the samples there.
         mc = monte_carlo(g, x1, x2, width=w, n_samples=n_samples * (2 if w < width else 1), seed=seed + w,
-                         get=get, dtype=dtype, progress=progress)
+                         get=get, dtype=dtype, progress=progress, batch=batch)
         results[w] = (kernel, mc)
     symmetric = x2 is None
     n1 = np.asarray(x1).shape[0]
