@@ -71,7 +71,11 @@ def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, s
     size. A ridge whose solve fails (singular, not converged) gets error inf,
     and so does, for a float32 kernel, one at which the precision check of
     the final solve (on `n_final` training examples, default n) would refuse
-    the predictions; with `final` = "eigh" (the solver of the final fit), also
+    the predictions (with "cholesky" or "cg", ridges are solved from the
+    largest down, a ridge is probed only when its held-out error beats the
+    larger ones', and the first refused one ends the loop: the estimate grows
+    as the ridge shrinks, and each probe costs about as much as a solve;
+    precision is nan where not probed); with `final` = "eigh" (the solver of the final fit), also
     one below the float64 solver's floor for a float32 kernel (n eps32 times
     the largest eigenvalue, :class:`~infkernel.predict.Eigh`) at `n_final`.
     Raises KernelPrecisionError when the precision check excludes every
@@ -107,17 +111,23 @@ def holdout_fit(k_train_train, y_train, ridges=None, *, fraction: float = 0.2, s
         every = every.reshape(len(fit), len(r), -1)
         for j in np.flatnonzero(ok):
             alphas[j] = every[:, j]
-    else:
-        for j, ridge in enumerate(r):
+    else:  # largest ridge first; only a ridge that beats the larger ones is probed, the first refused one ends it
+        best = np.inf
+        for j in sorted(range(len(r)), key=lambda i: -r[i]):
             try:
-                solve = IterativeSolve(k_ff, ridge, name, say=say, seed=seed, **options)
+                solve = IterativeSolve(k_ff, r[j], name, say=say, seed=seed, **options)
                 alphas[j] = solve(y[fit])
             except (SingularKernelError, NotConvergedError) as e:
-                say(f"ridge {ridge:.3g}: {e}")
+                say(f"ridge {r[j]:.3g}: {e}")
                 continue
-            if imprecise(k_ff):
+            error = float(np.mean((product(k_hf, alphas[j]) - y[held]) ** 2))
+            if imprecise(k_ff) and error < best:
                 kept = solve.factor.kernel if name == "cholesky" else k_ff
                 precision[j] = grown(float(np.max(mean_error(kept, k_hf, alphas[j], solve.rough))), *growth)
+                if refused(precision[j], y):
+                    say(f"ridges below {r[j]:.3g}: not tried (the rounding estimate grows as the ridge shrinks)")
+                    break
+            best = min(best, error)
     predictions: list[np.ndarray | None] = [None] * len(r)
     for j, alpha in enumerate(alphas):
         if alpha is None:
