@@ -149,3 +149,20 @@ def test_error_model_covers_measured_float32_kernel_errors():
             d = np.diag(rounded).astype(np.float64)
             bound = precision.entry_errors(rounded.astype(np.float64), d, d, float(np.finfo(np.float32).eps))
             assert np.all(np.abs(rounded - exact) <= bound)
+
+
+def test_probe_scale_is_the_fused_form_of_the_entrywise_bound():
+    """precision.probe_scale (one jitted float32 pass) against the float64 bound written out with entry_errors,
+    on a kernel with correlations near +-1 (where the bound's slope matters) and a zero row."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 20))
+    x[150:] = x[:150] + 1e-4 * rng.normal(size=(150, 20))  # near-duplicates: correlations near 1
+    x[7] = 0.0
+    k = (x @ x.T / 20).astype(np.float32)
+    vec = rng.normal(size=(300, 4))
+    d = np.diag(k).astype(np.float64)
+    eps = float(np.finfo(np.float32).eps)
+    want = np.sqrt(precision.entry_errors(k.astype(np.float64), d, d, eps) ** 2 @ vec**2)
+    np.testing.assert_allclose(precision.probe_scale(k, d, d, vec, eps), want, rtol=1e-4)
+    draws = np.stack([precision.probe(k, d, d, vec, np.random.default_rng(s), eps) for s in range(400)])
+    np.testing.assert_allclose(draws.std(axis=0).mean(axis=0), want.mean(axis=0), rtol=0.08)

@@ -9,7 +9,7 @@ import scipy.linalg as sla
 from ..errors import SpecError
 from .checks import CHUNK, _targets
 from .direct import Eigh, _as_eigh
-from .precision import PROBES, KernelPrecisionError, grown, probe, refused
+from .precision import PROBES, KernelPrecisionError, grown, probe_scale, refused
 
 
 class RidgeSelection(NamedTuple):
@@ -55,8 +55,9 @@ def _precise_enough(eigh: Eigh, y: np.ndarray, inv: np.ndarray, ok: np.ndarray, 
     d = np.asarray(np.diag(src), dtype=np.float64)
     rng = np.random.default_rng(0)
     worst = np.zeros(R)
+    sd = probe_scale(src, d, d, alphas.reshape(n, -1), eps)
     for _ in range(PROBES):
-        moved = v.T @ probe(src, d, d, alphas.reshape(n, -1), rng, eps)
+        moved = v.T @ (sd * rng.standard_normal(sd.shape))
         d_alpha = (v @ (inv[:, :, None] * moved.reshape(n, R, k)).reshape(n, -1)).reshape(n, R, k)
         with np.errstate(divide="ignore", invalid="ignore"):
             worst = np.maximum(worst, np.nanmax(np.abs(d_alpha) / diag[:, :, None], axis=(0, 2)))
