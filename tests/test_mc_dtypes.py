@@ -5,9 +5,10 @@ because the callback runs where the caller's enable_x64 is not in force).
 
 Whether it fails depends on interpreter state (x64 on or off globally, which
 dtype ran first and filled the jit caches), so every combination runs in its
-own subprocess. The reference: float32 and float64, NumPy's generator and
-JAX's threefry draw networks from one distribution, so their Monte Carlo means
-agree within their standard errors."""
+own subprocess (all started at once by one module fixture, so they share the
+cores). The reference: float32 and float64, NumPy's generator and JAX's
+threefry draw networks from one distribution, so their Monte Carlo means agree
+within their standard errors."""
 from __future__ import annotations
 
 import json
@@ -80,26 +81,71 @@ def _cases() -> list:
     return cases
 
 
-def _run_child(tmp_path, cases, combos, x64: bool):
-    path = tmp_path / "cases.json"
-    path.write_text(json.dumps([cases, combos]))
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "JAX_ENABLE_X64": "1" if x64 else "0", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, env=env,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "JAX_PLATFORMS": "cpu", **extra}
 
 
-@pytest.mark.parametrize("x64, first", [(False, "float64"), (True, "float32")],
-                         ids=["x64-off-float64-first", "x64-on-float32-first"])
-def test_every_dtype_generator_and_op_in_a_fresh_interpreter(tmp_path, x64, first):
-    cases = _cases()
+def _combos(x64: bool, first: str) -> list:
     combos = sorted(COMBOS, key=lambda c: c[0] != first)
     if x64:  # with x64 on everywhere only the NumPy generator's callback differs; keep the run short
         combos = [c for c in combos if c[1] == "numpy"] + [("float32", "threefry")]
-    rows = _run_child(tmp_path, cases, combos, x64)
+    return combos
+
+
+PARAMS = [(False, "float64"), (True, "float32")]
+ISSUE_CODE = ("import numpy as np, infkernel as ik\n"
+              "x = np.random.default_rng(0).normal(size=(3, 3))\n"
+              "mc = ik.monte_carlo('input 3\\ndense\\nrelu\\ndense\\n', x, width=64, n_samples=8, dtype='float64')\n"
+              "k = ik.compile('input 3\\ndense\\nrelu\\ndense\\n')(x, dtype='float64')\n"
+              "z = np.abs(mc.mean.ntk - k.ntk) / mc.sem.ntk\n"
+              "assert np.isfinite(mc.mean.ntk).all() and z.max() < 6, z\n"
+              "print('ok')\n")
+
+
+@pytest.fixture(scope="module")
+def children(tmp_path_factory):
+    """Every fresh interpreter of this module, started at once (each its own process, so
+    each still starts fresh; together they keep both cores busy): ({name: (Popen, out, err)}, cases),
+    out and err the files the process writes (not pipes: a full pipe would stall it)."""
+    tmp = tmp_path_factory.mktemp("mc_dtypes")
+    cases = _cases()
+    procs = {}
+
+    def start(name, argv, env):
+        out, err = (tmp / f"{len(procs)}.{kind}" for kind in ("out", "err"))
+        with open(out, "w") as o, open(err, "w") as e:
+            procs[name] = subprocess.Popen(argv, stdout=o, stderr=e, text=True, env=env), out, err
+
+    for x64, first in PARAMS:
+        path = tmp / f"cases-{x64}.json"
+        path.write_text(json.dumps([cases, _combos(x64, first)]))
+        start(("dtypes", x64), [sys.executable, "-c", CHILD, str(path)], _env(JAX_ENABLE_X64="1" if x64 else "0"))
+    start("issue", [sys.executable, "-c", ISSUE_CODE], _env())
+    spec = tmp / "net.ik"
+    spec.write_text("input 3\ndense\nrelu\ndense\n")
+    start("cli", [sys.executable, "-m", "infkernel.cli", "mc", str(spec), "--dtype", "float64", "--width", "32",
+                  "--samples", "4"], _env())
+    yield procs, cases
+    for proc, _, _ in procs.values():  # a test that failed early leaves none running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _finished(started) -> tuple[int, str, str]:
+    proc, out, err = started
+    proc.wait(timeout=600)
+    return proc.returncode, out.read_text(), err.read_text()
+
+
+@pytest.mark.parametrize("x64, first", PARAMS, ids=["x64-off-float64-first", "x64-on-float32-first"])
+def test_every_dtype_generator_and_op_in_a_fresh_interpreter(children, x64, first):
+    procs, cases = children
+    code, out, err = _finished(procs["dtypes", x64])
+    assert code == 0, err[-3000:]
+    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
+    rows = json.loads(line[len("RESULT"):])
     for (spec, _), row in zip(cases, rows):
         ref = row["float32/threefry"]
         for name, (nngp, ntk, sem_nngp, sem_ntk, finite) in row.items():
@@ -115,22 +161,11 @@ def test_every_dtype_generator_and_op_in_a_fresh_interpreter(tmp_path, x64, firs
                 assert z.max() < 6, (name, spec, z.max())
 
 
-def test_issue_example_and_cli_in_float64(tmp_path):
+def test_issue_example_and_cli_in_float64(children):
     """The issue's call and `infkernel mc --dtype float64`, each in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "JAX_PLATFORMS": "cpu"}
-    code = ("import numpy as np, infkernel as ik\n"
-            "x = np.random.default_rng(0).normal(size=(3, 3))\n"
-            "mc = ik.monte_carlo('input 3\\ndense\\nrelu\\ndense\\n', x, width=64, n_samples=8, dtype='float64')\n"
-            "k = ik.compile('input 3\\ndense\\nrelu\\ndense\\n')(x, dtype='float64')\n"
-            "z = np.abs(mc.mean.ntk - k.ntk) / mc.sem.ntk\n"
-            "assert np.isfinite(mc.mean.ntk).all() and z.max() < 6, z\n"
-            "print('ok')\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
-    spec = tmp_path / "net.ik"
-    spec.write_text("input 3\ndense\nrelu\ndense\n")
-    proc = subprocess.run([sys.executable, "-m", "infkernel.cli", "mc", str(spec), "--dtype", "float64",
-                           "--width", "32", "--samples", "4"], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "ntk" in proc.stdout and "nan" not in proc.stdout.lower()
+    procs, _ = children
+    code, out, err = _finished(procs["issue"])
+    assert code == 0 and "ok" in out, err[-3000:]
+    code, out, err = _finished(procs["cli"])
+    assert code == 0, err[-3000:]
+    assert "ntk" in out and "nan" not in out.lower()
