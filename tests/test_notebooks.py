@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -217,27 +218,60 @@ def test_committed_notebook(path):
     CHECKS[path.stem](claims(nb))
 
 
-@pytest.mark.skipif(os.environ.get("INFKERNEL_SKIP_NOTEBOOKS") == "1", reason="INFKERNEL_SKIP_NOTEBOOKS=1")
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path):
-    """Executed now, top to bottom (at its small sizes), the notebook's numbers satisfy its claim."""
+PARALLEL = 2  # notebooks executed at once by `small_runs` (CI has 2 cores; imports and compiles are serial)
+
+
+@pytest.fixture(scope="module")
+def small_runs(request, tmp_path_factory):
+    """The selected notebooks executed at their small sizes, PARALLEL at a time, each by its own
+    process (`python tests/test_notebooks.py --small-to OUT NOTEBOOK`) in its own fresh kernel:
+    {stem: Future of (CompletedProcess, path of the executed notebook)}."""
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    nb, seconds = execute(path, small=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    tmp = tmp_path_factory.mktemp("notebooks")
+    wanted = [item.callspec.params["path"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_notebook_runs"]
+
+    def run(path):
+        out = tmp / path.name
+        proc = subprocess.run([sys.executable, __file__, "--small-to", str(out), str(path)], capture_output=True,
+                              text=True, timeout=3 * CELL_TIMEOUT)
+        return proc, out
+
+    pool = ThreadPoolExecutor(max_workers=PARALLEL)
+    yield {p.stem: pool.submit(run, p) for p in wanted}
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.skipif(os.environ.get("INFKERNEL_SKIP_NOTEBOOKS") == "1", reason="INFKERNEL_SKIP_NOTEBOOKS=1")
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path, small_runs):
+    """Executed now, top to bottom (at its small sizes), the notebook's numbers satisfy its claim."""
+    import nbformat
+
+    proc, out = small_runs[path.stem].result()
+    assert proc.returncode == 0 and out.exists(), proc.stdout[-2000:] + proc.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
     assert not errors(nb), errors(nb)
     assert images(nb) >= 1, "no PNG plot in the outputs"
     c = claims(nb)
-    print(f"{path.name}: {seconds:.1f} s wall, {nb.metadata['execution_seconds']['kernel_cpu']} s kernel CPU, claims {c}")
+    print(proc.stdout.strip())
     CHECKS[path.stem](c)
 
 
-if __name__ == "__main__":  # re-execute notebooks in place, keeping their outputs
+if __name__ == "__main__":  # re-execute notebooks in place, keeping their outputs (--small-to OUT: small, into OUT)
     import nbformat
 
-    for arg in sys.argv[1:]:
+    args = sys.argv[1:]
+    small_to = None
+    if args[:1] == ["--small-to"]:
+        small_to, args = Path(args[1]), args[2:]
+    for arg in args:
         p = Path(arg).resolve()
-        nb, seconds = execute(p)
-        nbformat.write(nb, p)
+        nb, seconds = execute(p, small=small_to is not None)
+        nbformat.write(nb, small_to or p)
         print(f"{p.name}: {seconds:.1f} s wall, {nb.metadata['execution_seconds']['kernel_cpu']} s kernel CPU, "
-              f"{p.stat().st_size / 1e3:.0f} KB, {images(nb)} plots, errors {errors(nb)}")
+              f"{(small_to or p).stat().st_size / 1e3:.0f} KB, {images(nb)} plots, errors {errors(nb)}")
         print(json.dumps(claims(nb)))
