@@ -49,9 +49,9 @@ class Candidate(NamedTuple):
         """NAME=VALUE pairs, as on the command line."""
         return " ".join(f"{k}={v:g}" for k, v in self.lets.items())
 
-    def score(self) -> tuple[float, float]:
-        """What the search minimizes: (validation error rate, mse) for classes, (mse, mse) otherwise."""
-        return (1.0 - self.accuracy if self.accuracy is not None else self.mse, self.mse)
+    def score(self, metric: str = "accuracy") -> tuple[float, float]:
+        """What the search minimizes: (validation error rate, mse) for classes with metric "accuracy", else (mse, mse)."""
+        return (1.0 - self.accuracy if self.accuracy is not None and metric == "accuracy" else self.mse, self.mse)
 
 
 class SearchResult(NamedTuple):
@@ -112,7 +112,7 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
            kernel: str = "nngp", classification: bool | None = None, validation: float = 0.1,
            n_search: int | None = None, ridge="auto", dtype: str = "float64", seed: int = 0,
            solver: str = "auto", n_final: int | None = None, say: Callable[[str], None] | None = None,
-           batch_size: int | None = None, memory=None) -> SearchResult:
+           batch_size: int | None = None, memory=None, metric: str = "accuracy") -> SearchResult:
     """The grid candidate of `axes` with the least validation error, and the table of all of them.
 
     spec: a .ik path or text; x_train (n, ...) inputs, reshaped to the spec's
@@ -126,7 +126,10 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
     number: that ridge) is judged for float32 rounding as the final fit on
     `n_final` examples (default n) will be. classification: None decides by
     the labels (integers or strings are classes). `say` gets one line per
-    candidate (validation accuracy / mse, chosen ridge, seconds).
+    candidate (validation accuracy / mse, chosen ridge, seconds). metric:
+    "accuracy" ranks classifiers by held-out error rate (ties by mse), "mse"
+    by held-out mean squared error (less noisy on a small validation split);
+    regression is always ranked by mse.
 
     Raises SpecError: unknown let names (with a did-you-mean, from the spec
     compiler), bad axes, a fraction outside (0, 1). Never sees a test set.
@@ -142,6 +145,8 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
         raise SpecError(f"{', '.join(both)} both fixed (--set) and searched (--search)")
     if kernel not in ("nngp", "ntk"):
         raise SpecError(f"kernel must be 'nngp' or 'ntk', got {kernel!r}")
+    if metric not in ("accuracy", "mse"):
+        raise SpecError(f"metric must be 'accuracy' or 'mse', got {metric!r}")
     if not 0 < validation < 1:
         raise SpecError(f"the validation fraction must be between 0 and 1, got {validation!r}")
     points = grid(axes)
@@ -188,5 +193,5 @@ def search(spec, x_train, y_train, axes: dict[str, Sequence[float]], *, lets: di
         note = f"; {excluded} ridges excluded by the float32 precision check" if excluded else ""
         say(f"candidate {i + 1}/{len(points)} {c.label()}: {acc}mse {c.mse:.5g}, ridge {c.ridge:.3g} "
             f"({c.seconds:.1f} s){note}")
-    best = min(candidates, key=Candidate.score)  # the first of equals, in grid order
+    best = min(candidates, key=lambda c: c.score(metric))  # the first of equals, in grid order
     return SearchResult(best, tuple(candidates), size, len(fitted.held))

@@ -116,3 +116,16 @@ def test_specs_take_w_std_and_b_std_lets_unchanged():
         moved = ik.compile(path, w_std=1.2, b_std=0.3)(xs)
         assert not np.allclose(moved.nngp, old_k.nngp)
 
+
+
+def test_metric_ranks_classes_by_accuracy_or_mse():
+    """Two candidates, one better in held-out accuracy, the other in mse: each metric picks its own."""
+    from infkernel.search import Candidate
+
+    a = Candidate({"depth": 1}, 0.1, mse=0.030, accuracy=0.80, excluded=0, seconds=0.0)
+    b = Candidate({"depth": 2}, 0.1, mse=0.020, accuracy=0.70, excluded=0, seconds=0.0)
+    assert min((a, b), key=lambda c: c.score("accuracy")) is a
+    assert min((a, b), key=lambda c: c.score("mse")) is b
+    x, y = gp_sample(1, n=20)
+    with pytest.raises(SpecError, match="metric"):
+        search(SQUARING, x, y, {"depth": [1]}, metric="error")

@@ -97,6 +97,9 @@ def add_arguments(parser) -> None:
                         "combinations) on a held-out --validation fraction (default 0.1) of the training set, "
                         "the ridge chosen per candidate; the best is refit on the whole training set and "
                         "evaluated on the test set once")
+    parser.add_argument("--search-metric", choices=("accuracy", "mse"), default="accuracy",
+                        help="with --search on classes: rank candidates by held-out accuracy (default; ties by "
+                        "mse) or by held-out mean squared error (less noisy on a small validation split)")
     parser.add_argument("--search-n-train", type=int, default=5000, metavar="N",
                         help="with --search: the candidates' kernels on a random subsample of N training "
                         "examples (default 5000; the final refit uses all of them)")
@@ -224,7 +227,8 @@ def _search(args, data, t: float, ridge):
     result = search(args.spec, data.x_train, data.y_train, parse_axes(args.search), lets=overrides(args),
                     kernel=args.kernel, classification=data.is_classification, validation=fraction,
                     n_search=args.search_n_train, ridge=ridge, dtype=args.dtype, seed=args.seed,
-                    solver=args.solver, n_final=n, say=_say, batch_size=args.batch_size, memory=args.memory)
+                    solver=args.solver, n_final=n, say=_say, batch_size=args.batch_size, memory=args.memory,
+                    metric=args.search_metric)
     best = result.best
     print(f"search    {len(result.candidates)} candidates on {result.n_search} of {n} training examples, "
           f"{result.n_held} held out for validation (the test set is not used)")
