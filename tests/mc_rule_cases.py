@@ -32,8 +32,8 @@ class Case:
 STD = "parameterization standard\nlet width = 256\n"
 
 CASES = {
-    "dense: tanh, relu": Case(
-        "input 3\ndense w_std=1.4 b_std=0.1\nact \"tanh(x)\"\ndense w_std=1.3 b_std=0.2\nrelu\ndense width=out w_std=1.2\n",
+    "dense: act, relu": Case(
+        "input 3\ndense w_std=1.4 b_std=0.1\nact \"erf(x) + 0.3*x\"\ndense w_std=1.3 b_std=0.2\nrelu\ndense width=out w_std=1.2\n",
         (3,), ("dense",), ("dense", "act", "relu"), n_samples=512),
     "dense, standard, no bias": Case(
         STD + "input 3\ndense width=width w_std=1.4\nerf\ndense width=out w_std=1.3 b_std=0\n",
@@ -61,10 +61,10 @@ CASES = {
         "    branch:\n        dense width=out w_std=0.7 b_std=0.3\ngap\n",
         (4, 2), ("concat", "conv", "dense", "gap"), ("conv", "layernorm", "relu", "sum", "concat", "dense", "gap")),
     "attention": Case(
-        "input 3x2\nconv 1 w_std=1.2 b_std=0.1\nrelu\nattention w_key_std=1.1 w_query_std=0.9 w_value_std=1.2 w_out_std=1.0"
+        "input 2x2\nconv 1 w_std=1.2 b_std=0.1\nrelu\nattention w_key_std=1.1 w_query_std=0.9 w_value_std=1.2 w_out_std=1.0"
         " b_std=0.1\nparallel sum:\n    branch:\n        conv 1 width=out w_std=1.1\n    branch:\n"
         "        conv 2 same width=out w_std=0.8\ngap\n",
-        (3, 2), ("sum", "conv", "gap"), ("conv", "relu", "attention", "sum", "gap"),
+        (2, 2), ("sum", "conv", "gap"), ("conv", "relu", "attention", "sum", "gap"),
         width=128, n_samples=1024, ntk_samples=512),
     "conv_local, conv_transpose": Case(
         "input 4x2\nconv_local 3 same stride=2 w_std=1.4 b_std=0.3\nrelu\n"
