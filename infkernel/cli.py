@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .errors import SpecError
 
@@ -54,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         available[name] = module
     args = parser.parse_args(argv)
     try:
-        return int(available[args.command].run(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda message, category, *_, **__: print(  # no source line: a user's view
+                f"infkernel {args.command}: warning ({category.__name__}): {message}", file=sys.stderr)
+            return int(available[args.command].run(args) or 0)
     except SpecError as e:
         print(f"infkernel {args.command}: error: {e}", file=sys.stderr)
         return 2

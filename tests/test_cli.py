@@ -198,3 +198,31 @@ def test_monte_carlo_progress_bar(capsys):
     assert "Monte Carlo, width 8" in capsys.readouterr().err
     monte_carlo(ERF, x, width=8, n_samples=3, progress=False)
     assert "Monte Carlo" not in capsys.readouterr().err
+
+
+def test_warnings_are_printed_as_one_line_without_the_source(capsys):
+    """A library warning during a command reads `infkernel CMD: warning (Class): message`, not Python's
+    file:line format with the offending source line."""
+    import warnings
+
+    from infkernel.cli import main
+    from infkernel.predict.precision import PrecisionWarning
+
+    class Fake:
+        @staticmethod
+        def run(args):
+            warnings.warn("the estimate is 0.03", PrecisionWarning)
+            return 0
+
+    import infkernel.cli as cli
+    original = cli._module
+    cli._module = lambda name: Fake if name == "check" else original(name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            Fake.add_arguments = staticmethod(lambda parser: parser.add_argument("spec"))
+            assert main(["check", "x.ik"]) == 0
+    finally:
+        cli._module = original
+    err = capsys.readouterr().err
+    assert err == "infkernel check: warning (PrecisionWarning): the estimate is 0.03\n"
