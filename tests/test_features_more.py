@@ -58,7 +58,10 @@ def test_error_falls_like_inverse_sqrt_m(case, get):
     errors = [np.median([np.linalg.norm(_gram(spec, m, get, 100 * m + s, x, "float32") - k) / np.linalg.norm(k)
                          for s in range(7)]) for m in ms]
     slope = np.polyfit(np.log(ms), np.log(errors), 1)[0]
-    assert -1.1 < slope < -0.3, (case, get, errors, slope)
+    # m^(-1/2), within 0.3. The degree-3 sketch of sqrt attention is pre-asymptotic at m = 64 (heavy
+    # tails: its NNGP error fits -0.90 over these m), so only its upper bound is the law's.
+    low = -1.1 if case == "attention sqrt" else -0.8
+    assert low < slope < -0.3, (case, get, errors, slope)
     assert errors[-1] < 0.3, errors
 
 
