@@ -207,3 +207,26 @@ def test_in_place_factorization_keeps_k_for_refinement_and_the_rounding_probe(tm
     np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-9, atol=1e-12)
     assert runs[True][1] == runs[False][1]  # the same estimate from K's rows rebuilt after the factorization
     assert not np.array_equal(np.tril(np.asarray(mm)), np.tril(k32))  # the memmap now holds L below
+
+
+def test_nystrom_preconditioner_on_a_float32_kernel_that_rounding_made_indefinite():
+    """A kernel computed in float32 is indefinite by its rounding (here a ReLU NTK of 600 points in
+    3 dimensions: smallest eigenvalue -4e-8): the sketch's shift must scale with float32's eps (a
+    float64-eps shift fails the Cholesky factorization with LinAlgError, the fault found at 60,000
+    images), and CG with that preconditioner still solves the float32 matrix to the accuracy of
+    the float64 direct solve."""
+    x = np.random.default_rng(0).normal(size=(600, 3)).astype(np.float32)
+    k32 = relu_ntk(x, x)
+    k32 = (k32 + k32.T) / 2
+    assert k32.dtype == np.float32 and np.linalg.eigvalsh(k32.astype(np.float64))[0] < 0
+    y = np.random.default_rng(1).normal(size=(len(x), 2))
+    ridge = 1e-3 * np.mean(np.diag(k32))
+    pre = P.NystromPreconditioner(k32, len(x), ridge)  # full rank: sees every negative eigenvalue
+    got, _ = P.conjugate_gradients(k32, y, ridge, preconditioner=pre, tol=1e-10)
+    close(got, dense_solve(k32.astype(np.float64), y, ridge))
+
+
+def test_nystrom_preconditioner_of_a_matrix_that_is_not_a_kernel_is_a_clear_error():
+    k = -np.eye(50) - 0.1  # negative definite: no shift within reason makes it a kernel
+    with pytest.raises(SpecError, match="not positive definite"):
+        P.NystromPreconditioner(k, 20, 1e-3)

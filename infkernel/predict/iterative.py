@@ -35,8 +35,15 @@ import numpy as np
 import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
+from ..errors import SpecError
 from .blocked import NotConvergedError
 from .rows import check_square, matmul
+
+
+def _dtype(k) -> np.dtype:
+    """The floating dtype K is stored in (float64 for integer or unknown arrays)."""
+    dtype = np.dtype(getattr(k, "dtype", np.float64))
+    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
 
 
 class NystromPreconditioner:
@@ -48,11 +55,30 @@ class NystromPreconditioner:
         with threadpool_limits(limits=1):  # thin factorizations: threads only contend
             omega = np.linalg.qr(np.random.default_rng(seed).normal(size=(n, rank)))[0]
         y = matmul(k, omega)
-        shift = np.sqrt(n) * np.finfo(np.float64).eps * float(np.linalg.norm(y))  # Frobenius >= 2-norm
-        y += shift * omega
+        # The shift nu of Frangella et al. (Alg. 2.1, step 3) makes Omega^T (K + nu I) Omega
+        # numerically positive definite. K is stored in its own dtype: a float32 kernel is
+        # indefinite by about its rounding (eps_32 ||K||, measured -1e-6 on a rank-3 NNGP),
+        # so nu is at least eps(dtype) ||K Omega||_F; grown tenfold while the
+        # Cholesky factorization still fails (at most three times).
+        norm = float(np.linalg.norm(y))  # Frobenius >= 2-norm of K Omega
+        shift = max(np.sqrt(n) * np.finfo(np.float64).eps, float(np.finfo(_dtype(k)).eps)) * norm
+        for attempt in range(4):
+            try:
+                with threadpool_limits(limits=1):
+                    core = omega.T @ (y + shift * omega)
+                    chol = sla.cholesky((core + core.T) / 2, lower=False, check_finite=False)
+                break
+            except np.linalg.LinAlgError:
+                if attempt == 3:
+                    raise SpecError(
+                        f"Nystrom preconditioner: the rank-{rank} sketch of K is not positive "
+                        f"definite even with a shift of {shift:.2e} (K has eigenvalues below "
+                        f"-{shift:.1e}: is it a kernel matrix?)",
+                        hint="check K for NaN or a wrong sign; use solver='cholesky' or 'eigh' "
+                        "to see its eigenvalues") from None
+                shift *= 10.0
+        y = y + shift * omega
         with threadpool_limits(limits=1):
-            core = omega.T @ y
-            chol = sla.cholesky((core + core.T) / 2, lower=False, check_finite=False)
             b = sla.solve_triangular(chol, y.T, trans=1, lower=False, check_finite=False).T  # Y C^-1
             u, s, _ = sla.svd(b, full_matrices=False, check_finite=False)
         self.u = u
