@@ -12,6 +12,13 @@ Lowering interprets the graph with each op's rule, in two passes:
   (Arora et al. 2019 precompute these diagonals once per example);
 - the cross pass computes a tile of (x1, x2) pairs, looking the variances up.
 
+Linear, parameter-free, channel-wise ops right after the input (avgpool,
+sumpool, gap, flatten: `Op.acts_on_input`) act on the examples themselves:
+the covariance of A x and A x' is A K A^T, so `avgpool 4x4` of 28x28 images
+forms the 49^2 covariances of pooled positions per pair instead of pooling
+784^2 of them. These nodes hold the (transformed) inputs, and only those read
+by another op, or the output, form a covariance.
+
 Iterations of a `repeat` whose nodes have identical rules, shapes and layouts
 become one `lax.scan`, so the traced program does not grow with depth; leading
 iterations that differ (the first layer sees the input's channels) are
@@ -30,6 +37,10 @@ from jax import lax
 from .graph import Graph, Node
 from .ops import DIAG, PAIRS, Cov, Ctx
 from .ops.base import to_layout
+from .ops.structure import input_covariance
+
+
+_RAW = "x"  # env key prefix of the transformed inputs: env[_RAW, node id] = (x1', x2')
 
 
 def layouts(graph: Graph) -> dict[int, str]:
@@ -97,6 +108,18 @@ def _unpack(k) -> Cov:
     return k
 
 
+def on_input(graph: Graph, steps) -> set[int]:
+    """Nodes that hold transformed inputs: the input, and each op with
+    `acts_on_input` whose input is one of them (outside scanned repeats,
+    whose iterations carry covariances)."""
+    scanned = {i for scan in steps if isinstance(scan, Scan) for i in range(scan.key, scan.final + 1)}
+    raw: set[int] = set()
+    for n in graph.nodes:
+        if not n.inputs or (n.op.acts_on_input and n.op.arity == 1 and n.inputs[0] in raw and n.id not in scanned):
+            raw.add(n.id)
+    return raw
+
+
 def _scans(steps):
     for step in steps:
         if isinstance(step, Scan):
@@ -119,6 +142,11 @@ class Program:
         self.recorded = {n.id for n in graph.nodes
                          if n.scope or any(reads_variances(graph.nodes[u]) for u in users[n.id])}
         self.recorded |= {s.entry for s in _scans(self.steps)}
+        # Nodes holding transformed inputs (see `on_input`); those read by
+        # another op, or the output, also form their covariance.
+        self.raw = on_input(graph, self.steps)
+        self.formed = {i for i in self.raw if i == graph.output.id or any(u not in self.raw for u in users[i])}
+        self.recorded -= self.raw - self.formed
 
     def _ctx(self, node: Node) -> Ctx:
         nodes = self.graph.nodes
@@ -161,11 +189,15 @@ class Program:
         return tuple(steps)
 
     # -- evaluation ------------------------------------------------------------
-    def _node(self, node: Node, env: dict, x1, x2, need_ntk: bool, variances, record) -> Cov:
+    def _node(self, node: Node, env: dict, x1, x2, need_ntk: bool, variances, record) -> Cov | None:
         ctx = self.ctx[node.id]
         op = node.op
-        if not node.inputs:
-            nngp = op.covariance(x1, x2, ctx.layout_out)
+        if node.id in self.raw:
+            xs = (x1, x2) if not node.inputs else tuple(op.apply(None, x, ctx) for x in env[_RAW, node.inputs[0]])
+            env[_RAW, node.id] = xs
+            if node.id not in self.formed:
+                return None
+            nngp = input_covariance(*xs, ctx.layout_out)
             return Cov(nngp, jnp.zeros_like(nngp) if need_ntk else None, None, None)
         rank = ctx.in_shapes[0].rank
         ks = [self._convert(env[i], self.layout[i], ctx.layout_in, rank) for i in node.inputs]
@@ -208,6 +240,8 @@ class Program:
                 continue
             node = self.graph.nodes[step]
             k = self._node(node, env, x1, x2, need_ntk, variances, record)
+            if k is None:  # holds transformed inputs only (env[_RAW, step])
+                continue
             var1 = var2 = None
             if step in self.recorded:
                 if variances is None:

@@ -43,8 +43,11 @@ AXIS = "devices"
 
 def node_entries(program) -> list[int]:
     """Covariance entries per input pair at each node: P^2 for pairs of positions,
-    also at a node that reads pairs (attention) whatever layout it writes."""
-    return [math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS or reads_self_pairs(n) else 1)
+    also at a node that reads pairs (attention) whatever layout it writes; at
+    a node holding only transformed inputs (`compiler.on_input`), the two
+    examples' values, 2 P C."""
+    return [2 * math.prod(n.shape.spatial) * n.shape.channels if n.id in program.raw - program.formed
+            else math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS or reads_self_pairs(n) else 1)
             for n in program.graph.nodes]
 
 

@@ -159,6 +159,11 @@ class Op:
     # (activations, pooling, flatten): it commutes with stacking channels, so the
     # graph builder moves it into the branches of a `parallel concat` before it.
     per_channel: ClassVar[bool] = False
+    # Linear, parameter-free and the same map on every channel (pooling,
+    # flatten): on the network input, the op's kernel is the input covariance
+    # of `apply(None, x)` (K' = A K A^T = cov(A x, A x')), so the compiler
+    # applies it to the examples before any covariance is formed.
+    acts_on_input: ClassVar[bool] = False
     stacks_channels: ClassVar[bool] = False  # a join that stacks its inputs' channels (concat)
     # A join exact only for independent inputs: how many inputs may fail to
     # end in their own fresh dense/conv layer (None: no condition).

@@ -37,6 +37,7 @@ class Avgpool(Windowed):
     default_stride = "window"
     draw_priority = 6
     per_channel = True
+    acts_on_input = True
     normalized: ClassVar[bool] = True  # average (True) or sum (False) over the window
     window: tuple[int, ...]
     stride: tuple[int, ...] | int | None = None
@@ -114,6 +115,7 @@ class Gap(Op):
     needs_spatial = True
     reduces_rank = True
     per_channel = True
+    acts_on_input = True
     golden_name = "global_avg_pool"
 
     def shape(self, in_shapes, parameterization):
@@ -173,6 +175,7 @@ class Flatten(Op):
     needs_layout = DIAG
     fresh = "inherit"
     reduces_rank = True
+    acts_on_input = True
     per_channel = True  # up to the order of the features, which no kernel sees
 
     def shape(self, in_shapes, parameterization):

@@ -17,6 +17,21 @@ def weighted_sum(ks, weights) -> Cov:
     return Cov(sum(w * k.nngp for w, k in zip(weights, ks)), ntk, None, None)
 
 
+def input_covariance(x1, x2, layout):
+    """The covariance of two batches of inputs, channels last: x1 (n1, *S, C),
+    x2 (n2, *S, C) -> (n1, n2, *S, *S) for PAIRS, (n1, n2, *S) for DIAG, the
+    mean over channels of x1[i, c] x2[j, c] (Arora et al. 2019, Eq. (7), 1/C
+    as in neural-tangents). S may be empty (a vector of C features)."""
+    spatial, c = x1.shape[1:-1], x1.shape[-1]
+    n1, n2 = x1.shape[0], x2.shape[0]
+    hi = lax.Precision.HIGHEST
+    a, b = x1.reshape(n1, -1, c), x2.reshape(n2, -1, c)
+    if layout == PAIRS and spatial:
+        k = jnp.einsum("aic,bjc->abij", a, b, precision=hi)
+        return k.reshape((n1, n2) + spatial + spatial) / c
+    return jnp.einsum("aic,bic->abi", a, b, precision=hi).reshape((n1, n2) + spatial) / c
+
+
 @register
 @dataclass(frozen=True)
 class Input(Op):
@@ -37,14 +52,7 @@ class Input(Op):
 
     def covariance(self, x1, x2, layout):
         """nngp of the input on a tile; x1 (n1, *dims), x2 (n2, *dims)."""
-        spatial, c = self.dims[:-1], self.dims[-1]
-        n1, n2 = x1.shape[0], x2.shape[0]
-        hi = lax.Precision.HIGHEST
-        a, b = x1.reshape(n1, -1, c), x2.reshape(n2, -1, c)
-        if layout == PAIRS and spatial:
-            k = jnp.einsum("aic,bjc->abij", a, b, precision=hi)
-            return k.reshape((n1, n2) + spatial + spatial) / c
-        return jnp.einsum("aic,bic->abi", a, b, precision=hi).reshape((n1, n2) + spatial) / c
+        return input_covariance(x1, x2, layout)
 
     def explain(self, ctx, ins):
         import sympy as sp
