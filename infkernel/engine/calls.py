@@ -1,5 +1,6 @@
 """The jitted calls of a program: the self pass over a chunk of examples, the
-cross pass over a stream of pairs or over a square tile. Each is one
+cross pass over a stream of pairs, over a square tile, or over the strips of
+K(x, x) (see `strips`). Each is one
 `shard_map` over a 1-D mesh of devices (one compile, each device takes its
 share of a call), jitted once per (kind, devices, need_ntk, inner) and kept.
 """
@@ -28,9 +29,12 @@ class Calls:
     def function(self, kind: str, mesh: Mesh, need_ntk: bool, inner: int):
         key = (kind, tuple(d.id for d in mesh.devices.flat), need_ntk, inner)
         if key not in self._fns:
-            body = {"self": self._self_body, "pairs": self._pairs_body, "blocks": self._blocks_body}[kind]
+            body = {"self": self._self_body, "pairs": self._pairs_body, "blocks": self._blocks_body,
+                    "strips": self._strips_body}[kind]
             spec = PartitionSpec(AXIS)
-            if kind == "blocks":
+            if kind == "strips":
+                in_specs = (PartitionSpec(), PartitionSpec(), spec)
+            elif kind == "blocks":
                 in_specs = (spec, PartitionSpec(), spec, PartitionSpec())
             elif kind == "self":
                 in_specs = (spec,)
@@ -81,6 +85,24 @@ class Calls:
 
         out = lax.map(step, (split(x1), jax.tree.map(split, v1)))
         return jax.tree.map(lambda a: a.reshape((rows,) + a.shape[2:]), out)
+
+    def _strips_body(self, xx, vv, rows, *, need_ntk, inner):
+        """(nngp, ntk) of the strips `rows` of K(x, x), each (len(rows), T, (h + 1) T)
+        with T = `inner`: xx and vv are the padded examples and their variances
+        stacked twice (2 k T rows); strip r is row block r against xx[r T: (r + h + 1) T]."""
+        side = inner
+        k = xx.shape[0] // (2 * side)
+        width = (k // 2 + 1) * side
+        cut = lambda a, start, size: lax.dynamic_slice_in_dim(a, start, size, 0)
+
+        def step(r):
+            start = r * side
+            nngp, ntk = self.program.cross_pass(cut(xx, start, side), cut(xx, start, width),
+                                                jax.tree.map(lambda a: cut(a, start, side), vv),
+                                                jax.tree.map(lambda a: cut(a, start, width), vv), need_ntk)
+            return (nngp, ntk) if need_ntk else nngp
+
+        return lax.map(step, rows)
 
     def compiled(self, kind, mesh, need_ntk, inner, args, budget, shrink):
         """The jitted function for these shapes, compiled now; if XLA's buffers

@@ -32,6 +32,7 @@ from .outputs import Outputs
 from .plan import (AXIS, Layout, input_bytes, node_entries, pad_to, pair_bytes, pair_count, pair_seconds,
                    pair_stream, plan_blocks, plan_pairs, ranges, uses_pairs)
 from .precision import precision
+from .strips import assemble, strip_plan, strip_rows
 
 
 class Engine:
@@ -216,11 +217,46 @@ class Engine:
         calls = -(-total // size)
         self._drive(pair_stream(n1, n2, symmetric, size), launch, store, calls, n1 * n2, progress, started)
 
+    def _strips_fit(self, n, devices, budget, per_pair, itemsize) -> bool:
+        """Whether K(x, x) goes in one call of strips (`strips`): a vector network
+        (no spatial axes) whose strips, stacked twice for the copy out, fit the budget."""
+        if max(node_entries(self.program)) != 1:
+            return False
+        side, k, h = strip_plan(n, devices)
+        rows = -(-k // devices)  # strips per device
+        strips = 2 * 2 * rows * side * (h + 1) * side * itemsize  # nngp and ntk, twice
+        return strips + side * (h + 1) * side * per_pair <= budget
+
+    def _run_strips(self, x, v, need_ntk, mesh, targets, progress):
+        """K(x, x) in one call over strips of the upper triangle (see `strips`);
+        the progress bar has one step: the call, then the assembly."""
+        devices = mesh.devices.size
+        side, k, h = strip_plan(x.shape[0], devices)
+        m = k * side
+        twice = lambda a: np.concatenate([pad_to(a, m)] * 2)
+        fn = self.calls.function("strips", mesh, need_ntk, side)
+        self.cross_fn, self.layout = fn, Layout("strips", side, (h + 1) * side, devices)
+        whole = NamedSharding(mesh, PartitionSpec())
+        bar = self._bar(1, x.shape[0] ** 2, progress)
+        try:
+            xx, vv = jax.device_put((twice(x), jax.tree.map(twice, v)), whole)
+            rows = jax.device_put(strip_rows(k, devices), NamedSharding(mesh, PartitionSpec(AXIS)))
+            out = fn(xx, vv, rows)
+            values = out if need_ntk else (out, None)
+            for target, value in zip(targets, values):
+                if target is not None and value is not None:
+                    assemble(np.asarray(value), k, h, side, target)
+            bar.update()
+        finally:
+            bar.close()
+
     def _run_blocks(self, x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh,
                     targets, progress, started):
         n1, n2 = x1.shape[0], x2.shape[0]
         devices = mesh.devices.size
         per_pair = pair_bytes(self.program, itemsize)
+        if symmetric and batch_size is None and self._strips_fit(n1, devices, budget, per_pair, itemsize):
+            return self._run_strips(x1, v1, need_ntk, mesh, targets, progress)
         plan = plan_blocks(n1, n2, symmetric, devices, budget, per_pair, itemsize,
                            pair_seconds(self.program), batch_size, max(node_entries(self.program)))
         side = plan.per_call

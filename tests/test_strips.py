@@ -1,0 +1,51 @@
+"""K(x, x) of a vector network in one call of strips (`engine.strips`): the
+circulant schedule covers every pair of blocks exactly once, and the kernel
+equals the one of the tile-by-tile path (`batch_size` given) and the float64
+reference of an independent per-pair computation (the cross kernel K(x, x'))."""
+import numpy as np
+import pytest
+
+import infkernel as ik
+from infkernel.engine import strips
+
+SPEC = "input 5\nrepeat 3:\n    dense w_std=1.4 b_std=0.1\n    relu\ndense\n"
+
+
+@pytest.mark.parametrize("n, side", [(1, 128), (2, 128), (7, 2), (9, 2), (16, 4), (17, 4), (40, 8)])
+def test_every_pair_of_blocks_once(n, side):
+    """Assembled from strips whose entries name the (row, column) they were
+    computed for, every entry (i, j) of the n x n matrix names {i, j}: each
+    pair of blocks comes from a strip (either orientation), and K[i, j] and
+    K[j, i] come from the same computed entry (the matrix is exactly symmetric)."""
+    t, k, h = strips.strip_plan(n, 1, side)
+    m = k * t
+    rows = np.arange(m)
+    cols = (np.arange(k)[:, None] * t + np.arange((h + 1) * t)[None, :]) % m  # strip r, column index
+    code = (rows.reshape(k, t)[:, :, None] * m + cols[:, None, :]).astype(np.float64)
+    target = np.full((n, n), -1.0)
+    strips.assemble(code, k, h, t, target)
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    a, b = target // m, target % m
+    assert np.array_equal(np.minimum(a, b), np.minimum(i, j)) and np.array_equal(np.maximum(a, b), np.maximum(i, j))
+    assert np.array_equal(target, target.T)
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 23])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_strips_equal_tiles_and_cross_kernel(n, dtype, monkeypatch):
+    monkeypatch.setattr(strips, "SIDE", 4)  # several strips, k even and odd
+    kfn = ik.compile(SPEC)
+    x = np.random.default_rng(n).standard_normal((n, 5))
+    k = kfn(x, dtype=dtype, progress=False)
+    assert kfn.engine.layout.mode == "strips"
+    tiles = kfn(x, dtype=dtype, progress=False, batch_size=4)
+    assert kfn.engine.layout.mode == "blocks"
+    cross = kfn(x, x.copy(), dtype="float64", progress=False)
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    off = ~np.eye(n, dtype=bool)
+    for kind in ("nngp", "ntk"):
+        a, b, c = getattr(k, kind), getattr(tiles, kind), getattr(cross, kind)
+        assert np.array_equal(a, a.T)
+        scale = np.abs(c).max()
+        assert np.abs(a - b).max() <= tol * scale
+        assert np.abs(a - c)[off].max(initial=0) <= tol * scale
