@@ -32,7 +32,13 @@ def first_bad_entry(nngp, ntk, block: int = 1024) -> tuple[int, int] | None:
         if k is None:
             continue
         for start in range(0, k.shape[0], block):
-            bad = ~np.isfinite(np.asarray(k[start:start + block]))
+            rows = np.asarray(k[start:start + block])
+            # One pass: inf and NaN make the sum non-finite (a sum that overflows
+            # only costs the exact check below).
+            with np.errstate(over="ignore", invalid="ignore"):
+                if np.isfinite(rows.sum()):
+                    continue
+            bad = ~np.isfinite(rows)
             if bad.any():
                 i, j = np.unravel_index(int(np.argmax(bad)), bad.shape)
                 return start + int(i), int(j)

@@ -95,3 +95,21 @@ def test_non_finite_inputs_are_a_clear_error(bad):
         kfn(x)
     with pytest.raises(SpecError, match=r"x2 contains NaN or inf \(row 1\)"):
         kfn(np.ones((1, 2)), x)
+
+
+def test_first_bad_entry_finds_each_non_finite_value_and_only_those():
+    """The one-pass check (the sum of each block of rows) against NumPy's
+    isfinite: a NaN, +inf or -inf anywhere is found at its place, and finite
+    entries whose sum overflows are not reported."""
+    from infkernel.overflow import first_bad_entry
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((37, 11)).astype(np.float32)
+    assert first_bad_entry(a, a.copy(), block=8) is None
+    for value in (np.nan, np.inf, -np.inf):
+        for i, j in ((0, 0), (20, 5), (36, 10)):
+            b = a.copy()
+            b[i, j] = value
+            assert first_bad_entry(a, b, block=8) == (i, j)
+            assert first_bad_entry(b, None, block=8) == (i, j)
+    huge = np.full((9, 9), 3e38, np.float32)
+    assert first_bad_entry(huge, -huge, block=4) is None
