@@ -7,6 +7,7 @@ share of a call), jitted once per (kind, devices, need_ntk, inner) and kept.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -86,13 +87,14 @@ class Calls:
         out = lax.map(step, (split(x1), jax.tree.map(split, v1)))
         return jax.tree.map(lambda a: a.reshape((rows,) + a.shape[2:]), out)
 
-    def _strips_body(self, xx, vv, rows, *, need_ntk, inner):
+    def _strips_body(self, x, v, rows, *, need_ntk, inner):
         """(nngp, ntk) of the strips `rows` of K(x, x), each (len(rows), T, (h + 1) T)
-        with T = `inner`: xx and vv are the padded examples and their variances
-        stacked twice (2 k T rows); strip r is row block r against xx[r T: (r + h + 1) T]."""
+        with T = `inner`: x and v are the examples padded to k T rows and their
+        variances; strip r is row block r against [x; x][r T: (r + h + 1) T]."""
         side = inner
-        k = xx.shape[0] // (2 * side)
+        k = x.shape[0] // side
         width = (k // 2 + 1) * side
+        xx, vv = jax.tree.map(lambda a: jnp.concatenate([a, a]), (x, v))
         cut = lambda a, start, size: lax.dynamic_slice_in_dim(a, start, size, 0)
 
         def step(r):

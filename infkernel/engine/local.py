@@ -233,13 +233,12 @@ class Engine:
         devices = mesh.devices.size
         side, k, h = strip_plan(x.shape[0], devices)
         m = k * side
-        twice = lambda a: np.concatenate([pad_to(a, m)] * 2)
         fn = self.calls.function("strips", mesh, need_ntk, side)
         self.cross_fn, self.layout = fn, Layout("strips", side, (h + 1) * side, devices)
         whole = NamedSharding(mesh, PartitionSpec())
         bar = self._bar(1, x.shape[0] ** 2, progress)
         try:
-            xx, vv = jax.device_put((twice(x), jax.tree.map(twice, v)), whole)
+            xx, vv = jax.device_put((pad_to(x, m), jax.tree.map(lambda a: pad_to(a, m), v)), whole)
             rows = jax.device_put(strip_rows(k, devices), NamedSharding(mesh, PartitionSpec(AXIS)))
             out = fn(xx, vv, rows)
             values = out if need_ntk else (out, None)

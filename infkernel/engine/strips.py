@@ -4,7 +4,8 @@ matrix put together from them.
 
 The rows are cut into k blocks of side T (the examples padded to m = k T).
 Strip r holds row block r against the column blocks r, r + 1, ..., r + h
-(mod k), h = k // 2: with the inputs stacked twice, xx = [x; x], these are
+(mod k), h = k // 2: with the inputs stacked twice, xx = [x; x] (inside the
+call, `calls.Calls._strips_body`), these are
 the contiguous rows xx[r T : r T + (h + 1) T], so every strip has the same
 shape (T, (h + 1) T) and one compiled call maps over all k of them.
 Every unordered pair of blocks {a, b} is covered once: by offset
@@ -20,7 +21,8 @@ import numpy as np
 
 # Strips of this many rows: a (T, (h + 1) T) covariance array of ~m T / 2
 # entries goes through every layer while it is in the caches (float32, m = 2048:
-# 590 KB; measured fastest of 64, 128 and 256 on fc-deep, n = 2048).
+# 590 KB). On fc-deep (n = 2048, 2 cores, shared machine) 64 and 128 took the
+# same CPU time, 256 about 10% more.
 SIDE = 128
 
 
