@@ -257,3 +257,18 @@ def test_cli_kernel_user_errors_exit_2(spec_file, tmp_path, problem, capsys):
              "memory": ["--memory", "lots"], "set": ["--set", "w"]}.get(problem, [])
     assert cli_main(argv) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_compiled_calls_are_kept(kfns, monkeypatch):
+    """A repeated computation with the same shapes and budget does not lower
+    and compile its calls again (each costs milliseconds); another budget does."""
+    from infkernel.engine.calls import Calls
+    kfn, x = kfns["gap"], data("gap", 7)
+    ref = kfn(x, progress=False)
+    compiles = []
+    original = Calls._compile
+    monkeypatch.setattr(Calls, "_compile", lambda self, *a: compiles.append(a[0]) or original(self, *a))
+    again = kfn(x, progress=False)
+    assert compiles == [] and np.array_equal(again.ntk, ref.ntk)
+    kfn(x, progress=False, memory=2**29)
+    assert compiles == ["self", "pairs"]

@@ -21,6 +21,7 @@ class Calls:
     def __init__(self, program):
         self.program = program
         self._fns: dict = {}
+        self._compiled: dict = {}
 
     @staticmethod
     def mesh():
@@ -108,8 +109,17 @@ class Calls:
 
     def compiled(self, kind, mesh, need_ntk, inner, args, budget, shrink):
         """The jitted function for these shapes, compiled now; if XLA's buffers
-        exceed the budget, `shrink(inner, used)` proposes a smaller inner size."""
+        exceed the budget, `shrink(inner, used)` proposes a smaller inner size.
+        The answer is kept per (kind, devices, need_ntk, inner, budget, shapes of
+        the arguments): a repeated call does not lower and compile again."""
         sharding = NamedSharding(mesh, PartitionSpec(AXIS))
+        key = (kind, tuple(d.id for d in mesh.devices.flat), need_ntk, inner, budget,
+               tuple((a.shape, str(a.dtype)) for a in jax.tree.leaves(args(inner))))
+        if key not in self._compiled:
+            self._compiled[key] = self._compile(kind, mesh, need_ntk, inner, args, budget, shrink, sharding)
+        return self._compiled[key]
+
+    def _compile(self, kind, mesh, need_ntk, inner, args, budget, shrink, sharding):
         for _ in range(3):
             fn = self.function(kind, mesh, need_ntk, inner)
             shapes = [jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), a)
