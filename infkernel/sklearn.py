@@ -146,6 +146,7 @@ class _KernelModel(BaseEstimator):
         solver="auto",
         budget_seconds=None,
         budget_gb=None,
+        feature_width=None,
     ):
         self.spec = spec
         self.kernel = kernel
@@ -161,6 +162,7 @@ class _KernelModel(BaseEstimator):
         self.solver = solver
         self.budget_seconds = budget_seconds
         self.budget_gb = budget_gb
+        self.feature_width = feature_width
 
     # -- the kernel
 
@@ -258,10 +260,10 @@ class _KernelModel(BaseEstimator):
         if m == "auto":
             from .features.cost import choose_features
             choice = choose_features(text, len(X), 0, self.budget_seconds, self.budget_gb, get=self.kernel,
-                                     dtype=self.dtype, **dict(lets))
+                                     dtype=self.dtype, width=self.feature_width, **dict(lets))
             m, self.features_choice_ = choice.m, choice.reason
         self.features_ = features(text, m, get=self.kernel, seed=self.random_state, dtype=self.dtype,
-                                  **dict(lets))
+                                  width=self.feature_width, **dict(lets))
         fit = feature_regression(self.features_, reshape_for(X, self.features_.graph.input_shape), targets,
                                  ridge=self.ridge, seed=self.random_state)
         self.weights_ = fit.weights[:, 0] if np.ndim(targets) == 1 else fit.weights
@@ -315,6 +317,9 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         within budget_seconds / budget_gb (:func:`infkernel.choose_features`;
         the reason is kept in features_choice_).
     budget_seconds, budget_gb : the budgets of n_features="auto".
+    feature_width : None (default: n_features) or w, the hidden random
+        layers' width when n_features is given; n_features is then the
+        readout dimension (see :func:`infkernel.features`).
     random_state : seed of the random features and of the validation split.
     solver : "auto" (default), "eigh", "cholesky" or "cg", as in
         :func:`infkernel.predict.kernel_regression`: "auto" takes "eigh" up to

@@ -10,7 +10,7 @@ import pytest
 
 import infkernel as ik
 from infkernel.errors import SpecError
-from infkernel.features.cost import GRID
+from infkernel.features.cost import GRID, SOLVE_CUBES
 
 CNTK = ("input 5x5x2\nconv 3x3 same w_std=1.4 b_std=0.1\nrelu\nconv 3x3 circular w_std=1.3\nrelu\n"
         "avgpool 2x2 stride=1\ngap\ndense\n")
@@ -46,7 +46,7 @@ def test_choice_is_the_largest_m_within_the_budget():
     assert choice.seconds <= 2.0 and f"m={choice.m}" in choice.reason
     nxt = GRID[GRID.index(choice.m) + 1]
     cost = ik.features_cost(MLP, nxt)
-    by_hand = 1500 * cost.flops / 1e9 + (2 * 1000 * cost.dim ** 2 + 12 * cost.dim ** 3) / 1e10
+    by_hand = 1500 * cost.flops / 1e9 + (2 * 1000 * cost.dim ** 2 + SOLVE_CUBES * cost.dim ** 3) / 1e10
     assert by_hand > 2.0 and f"m={nxt} would need" in choice.reason
     small = ik.choose_features(MLP, 1000, 500, budget_seconds=2.0, budget_gb=0.005, rates=rates)
     assert small.m < choice.m and small.bytes <= 5e6 and "GB >" in small.reason

@@ -88,6 +88,10 @@ def add_arguments(parser) -> None:
                         "in feature space, streaming: O(n M^2); t must be inf, --ridge auto uses a validation split; "
                         "'auto': the largest M within --budget-seconds / --budget-gb (estimated from the rules' "
                         "flop counts and rates measured here)")
+    parser.add_argument("--feature-width", type=int, default=None, metavar="W",
+                        help="with --features: the hidden random layers' width W (default M); M is then the readout "
+                        "dimension (the output layer and projection), e.g. a Myrtle-style spec ending avgpool to 7x7, "
+                        "flatten, dense has a readout of 49 W dimensions")
     parser.add_argument("--budget-seconds", type=float, default=None, metavar="S",
                         help="with --features auto: time budget for features and solve")
     parser.add_argument("--budget-gb", type=float, default=None, metavar="GB",

@@ -26,10 +26,14 @@ unbiased. `activation="hermite"` adds the bias of the truncated expansion.
 API
 ---
 features(spec, n_features, get="ntk", seed=0, dtype="float32",
-         activation="random", degree=8, **lets) -> FeatureMap
+         activation="random", degree=8, width=None, **lets) -> FeatureMap
     spec: text, a .ik path or a Graph; lets override the spec's `let`s.
+    n_features (m): the readout dimension (the output node's draws, the
+    output projection); width (w, default m): every hidden random layer's.
+    A spec ending avgpool to a small map, flatten, dense (Myrtle-style) then
+    has a readout of P w dimensions (exact flatten) at a hidden cost in w^2.
     Raises SpecError for an op without a construction (naming it), a bad
-    `get`, `n_features` or `activation`, or an output with spatial axes.
+    `get`, `n_features`, `width` or `activation`, or an output with spatial axes.
 FeatureMap(x, batch_size=256) -> np.ndarray (n, dim)
 FeatureMap.batches(x, batch_size) -> iterator of (batch, dim) arrays
 FeatureMap.cost() -> per node flops / floats per example from XLA (see docs/features.md)
@@ -50,9 +54,9 @@ from .rules import Feats, FeatureCtx
 
 
 def features(spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
-             activation: str = "random", degree: int = 8, **overrides) -> FeatureMap:
+             activation: str = "random", degree: int = 8, width: int | None = None, **overrides) -> FeatureMap:
     """The random feature map of a spec's NNGP or NTK (see the module docstring)."""
-    return FeatureMap(spec, n_features, get, seed, dtype, activation, degree, **overrides)
+    return FeatureMap(spec, n_features, get, seed, dtype, activation, degree, width, **overrides)
 
 
 class _CallableModule(types.ModuleType):

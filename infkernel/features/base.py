@@ -3,6 +3,15 @@
 The graph is interpreted node by node with each op's feature rule
 (`rules.py`), exactly as the compiler interprets it with kernel rules, and the
 output features are projected to m dimensions if they have more.
+
+Two dimensions: the width w (`width`, default m) of every hidden random layer
+(conv, activation, hidden dense: their rules draw w columns), and the readout
+dimension m (`n_features`): the output node's rule draws m columns and the
+output is projected to m when it has more. The two differ for a spec whose
+last pooling keeps a spatial map (Myrtle-style: avgpool to 7x7, flatten,
+dense): flatten is exact, so the readout sees P w dimensions, P the
+positions, at a hidden cost of about 2 P |T| w^2 per conv layer instead of
+2 P |T| m^2. The error of a hidden layer falls like w^(-1/2) at fixed m.
 """
 from __future__ import annotations
 
@@ -32,16 +41,18 @@ class Plan:
     graph: Graph
     program: Program
     rules: dict
-    m: int
+    m: int  # readout: the output node's draws and the output projection
     need_ntk: bool
     activation: str
     degree: int
+    width: int  # every other node's draws
 
     def forward(self, draws: Draws, x, upto: int | None = None, floats: dict | None = None):
         """Phi(x) (n, dim) of the output; with `upto`, the `Feats` of that node.
         Each node runs in the named scope "node<id>" (for `cost.features_cost`);
         `floats`, if given, receives each node's output floats per example."""
-        fc = FeatureCtx(self.m, self.need_ntk, draws, self.activation, self.degree)
+        fc = FeatureCtx(self.width, self.need_ntk, draws, self.activation, self.degree)
+        readout = FeatureCtx(self.m, self.need_ntk, draws, self.activation, self.degree)
         env = {}
         for node in self.graph.nodes:
             draws.node = node.id
@@ -52,7 +63,7 @@ class Plan:
                         f = Feats(f.nngp, jnp.zeros(f.nngp.shape[:-1] + (0,), f.nngp.dtype))
                 else:
                     f = self.rules[node.id](node.op, tuple(env[i] for i in node.inputs), self.program.ctx[node.id],
-                                            fc)
+                                            readout if node is self.graph.output else fc)
             env[node.id] = f
             if floats is not None:
                 floats[node.id] = sum(math.prod(a.shape[1:]) for a in f if a is not None)
@@ -66,15 +77,22 @@ class Plan:
         return phi
 
 
+def _positive(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise SpecError(f"{name} must be a positive integer, got {value!r}",
+                        hint="or size it from a budget: ik.features_cost / choose_features, --features auto")
+
+
 def make_plan(spec, n_features: int, get: str = "ntk", activation: str = "random", degree: int = 8,
-              **overrides) -> Plan:
+              width: int | None = None, **overrides) -> Plan:
     """The checked `Plan` of a spec's feature map (SpecError for bad arguments,
-    an op without a rule, or an output with spatial axes)."""
+    an op without a rule, or an output with spatial axes). width: the hidden
+    layers' dimension, default n_features (see the module docstring)."""
     if get not in ("nngp", "ntk"):
         raise SpecError(f"get must be 'nngp' or 'ntk', got {get!r}")
-    if not isinstance(n_features, (int, np.integer)) or isinstance(n_features, bool) or n_features < 1:
-        raise SpecError(f"n_features must be a positive integer, got {n_features!r}",
-                        hint="or size it from a budget: ik.features_cost / choose_features, --features auto")
+    _positive("n_features", n_features)
+    width = n_features if width is None else width
+    _positive("width", width)
     if activation not in ACTIVATION_METHODS:
         raise SpecError(f"activation must be one of {', '.join(ACTIVATION_METHODS)}, got {activation!r}")
     graph = as_graph(spec, **overrides)
@@ -82,25 +100,28 @@ def make_plan(spec, n_features: int, get: str = "ntk", activation: str = "random
         raise SpecError(f"the network's output still has spatial axes ({graph.output.shape})",
                         graph.output.where, "end it with flatten or gap, then dense")
     rules = {n.id: rule_of(n.op, n.where) for n in graph.nodes[1:]}
-    return Plan(graph, Program(graph), rules, int(n_features), get == "ntk", activation, int(degree))
+    return Plan(graph, Program(graph), rules, int(n_features), get == "ntk", activation, int(degree),
+                int(width))
 
 
 class FeatureMap:
     """A random feature map of a spec's NNGP or NTK: `fmap(x)` is Phi(x) (n, dim)
     with Phi(x) Phi(x')^T ~ K(x, x'), K the exact kernel `ik.compile` computes.
 
-    Attributes: graph, n_features (m), get, seed, dtype, dim (the output
-    dimension: m, or fewer when the network's features never need m),
+    Attributes: graph, n_features (m, the readout), width (w, the hidden
+    layers), get, seed, dtype, dim (the output dimension: m, or fewer when
+    the network's features never need m),
     params (the random matrices, by "node/name")."""
 
     def __init__(self, spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
-                 activation: str = "random", degree: int = 8, **overrides):
-        self.plan = make_plan(spec, n_features, get, activation, degree, **overrides)
+                 activation: str = "random", degree: int = 8, width: int | None = None, **overrides):
+        self.plan = make_plan(spec, n_features, get, activation, degree, width, **overrides)
         self.graph = self.plan.graph
+        self.width = self.plan.width
         self.n_features, self.get, self.seed, self.dtype = int(n_features), get, int(seed), dtype
         self.activation, self.degree = activation, int(degree)
-        key = (tuple(self.graph.nodes), self.graph.parameterization, self.n_features, get, activation,
-               self.degree, dtype)
+        key = (tuple(self.graph.nodes), self.graph.parameterization, self.n_features, self.width, get,
+               activation, self.degree, dtype)
         with precision(dtype) as jdtype:
             if key not in _JITTED:  # maps differing only in their seed share one traced, compiled function
                 draws = Draws(jdtype)
@@ -154,5 +175,5 @@ class FeatureMap:
         return rows
 
     def __repr__(self) -> str:
-        return (f"FeatureMap({self.get}, m={self.n_features}, dim={self.dim}, seed={self.seed}, "
+        return (f"FeatureMap({self.get}, m={self.n_features}, width={self.width}, dim={self.dim}, seed={self.seed}, "
                 f"input {self.graph.nodes[0].shape}, {len(self.graph.nodes)} nodes)")

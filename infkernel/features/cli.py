@@ -19,10 +19,13 @@ def run_features(args, data, graph, t: float, ridge) -> int:
         raise SpecError("--features solves ridge regression (t = inf) only", hint="drop --t or set --t inf")
     m = args.features
     budgets = (getattr(args, "budget_seconds", None), getattr(args, "budget_gb", None))
+    width = getattr(args, "feature_width", None)
+    if width is not None and width < 1:
+        raise SpecError(f"--feature-width takes a positive number, got {width}")
     if m == "auto":
         from .cost import choose_features
         choice = choose_features(graph, len(data.x_train), len(data.x_test), *budgets, get=args.kernel,
-                                 dtype=args.dtype, batch_size=args.batch_size or 256)
+                                 dtype=args.dtype, batch_size=args.batch_size or 256, width=width)
         m = choice.m
         print(f"features  auto: {choice.reason}")
     elif any(b is not None for b in budgets):
@@ -30,10 +33,11 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     if m < 1:
         raise SpecError(f"--features takes a positive number of features or 'auto', got {m}")
     start = time.perf_counter()
-    fmap = features(graph, m, get=args.kernel, seed=args.seed, dtype=args.dtype)
+    fmap = features(graph, m, get=args.kernel, seed=args.seed, dtype=args.dtype, width=width)
     classes = data.is_classification
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
-    print(f"features  {args.kernel}, m={m} (dim {fmap.dim}), {args.dtype}, seed {args.seed}")
+    hidden = "" if fmap.width == m else f", hidden width {fmap.width}"
+    print(f"features  {args.kernel}, m={m} (dim {fmap.dim}){hidden}, {args.dtype}, seed {args.seed}")
     print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
     validation = args.validation if getattr(args, "validation", None) is not None else 0.2
     out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, validation=validation,

@@ -61,6 +61,7 @@ class FeatureCost:
     dim: int
     get: str
     layers: tuple
+    width: int | None = None  # the hidden layers' dimension (None: m)
 
     @property
     def flops(self) -> float:
@@ -118,12 +119,12 @@ def _count(jaxpr, scope: str, into: dict) -> None:
 
 
 def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "random", degree: int = 8,
-                  dtype: str = "float32", **overrides) -> FeatureCost:
+                  dtype: str = "float32", width: int | None = None, **overrides) -> FeatureCost:
     """Flops, output floats and random-matrix floats per layer of the feature map
-    `ik.features(spec, n_features, get, ...)` would build, per example, counted
-    from a trace of its rules (see the module docstring). Raises what
-    `ik.features` raises for the same arguments."""
-    plan = make_plan(spec, n_features, get, activation, degree, **overrides)
+    `ik.features(spec, n_features, get, ..., width=width)` would build, per
+    example, counted from a trace of its rules (see the module docstring).
+    Raises what `ik.features` raises for the same arguments."""
+    plan = make_plan(spec, n_features, get, activation, degree, width, **overrides)
     with precision(dtype) as jdtype:
         draws, floats = Draws(jdtype), {}
         probe = jax.ShapeDtypeStruct((1, *plan.graph.input_shape), jdtype)
@@ -139,20 +140,21 @@ def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "ra
                              flops.get(f"node{n.id}", 0.0) + (flops.get("out", 0.0) if n.id == last - 1 else 0.0),
                              floats.get(n.id, 0), params.get(n.id, 0) + (params.get(last, 0) if n.id == last - 1 else 0))
                    for n in plan.graph.nodes)
-    return FeatureCost(int(n_features), int(dim), get, layers)
+    return FeatureCost(int(n_features), int(dim), get, layers, plan.width)
 
 
 def measure_rates(spec, get: str = "ntk", dtype: str = "float32", m: int = 128, batch: int = 256,
-                  **overrides) -> tuple[float, float]:
-    """(feature flop/s, solve flop/s) measured here: the map at `m` on `batch`
-    random inputs (the second call, after compiling), and a float64 product."""
+                  width: int | None = None, **overrides) -> tuple[float, float]:
+    """(feature flop/s, solve flop/s) measured here: the map at `m` (hidden
+    `width`, default m) on `batch` random inputs (the second call, after
+    compiling), and a float64 product."""
     from . import features
-    fmap = features(spec, m, get=get, dtype=dtype, **overrides)
+    fmap = features(spec, m, get=get, dtype=dtype, width=width, **overrides)
     x = np.random.default_rng(0).normal(size=(batch, *fmap.graph.input_shape))
     fmap(x[:2], batch_size=batch)
     start = time.perf_counter()
     fmap(x, batch_size=batch)
-    feature_rate = batch * features_cost(spec, m, get, dtype=dtype, **overrides).flops / (time.perf_counter() - start)
+    feature_rate = batch * features_cost(spec, m, get, dtype=dtype, width=width, **overrides).flops / (time.perf_counter() - start)
     a = np.random.default_rng(1).normal(size=(512, 512))
     a @ a
     start = time.perf_counter()
@@ -174,10 +176,12 @@ class Choice:
 
 def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float | None = None,
                     budget_gb: float | None = None, get: str = "ntk", dtype: str = "float32",
-                    batch_size: int = 256, rates=None, **overrides) -> Choice:
+                    batch_size: int = 256, rates=None, width: int | None = None, **overrides) -> Choice:
     """The largest m of `GRID` whose estimated fit (features of n_train + n_test
     examples, ridge on n_train) fits within budget_seconds and budget_gb (at
-    least one budget). rates: (feature, solve) flop/s, measured when None.
+    least one budget). width: the hidden layers' dimension, fixed (default:
+    each candidate m, as `ik.features`). rates: (feature, solve) flop/s,
+    measured when None (at the given width).
     Raises SpecError without a budget, or when even the smallest m does not fit."""
     if budget_seconds is None and budget_gb is None:
         raise SpecError("choosing m needs a budget", hint="give budget_seconds and/or budget_gb "
@@ -186,11 +190,11 @@ def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float |
         if value is not None and not value > 0:
             raise SpecError(f"{name} must be positive, got {value!r}")
     source = "given" if rates is not None else "measured"
-    rates = tuple(rates) if rates is not None else measure_rates(spec, get, dtype, **overrides)
+    rates = tuple(rates) if rates is not None else measure_rates(spec, get, dtype, width=width, **overrides)
     itemsize = np.dtype(dtype).itemsize
     best, refused = None, None
     for m in GRID:
-        cost = features_cost(spec, m, get, dtype=dtype, **overrides)
+        cost = features_cost(spec, m, get, dtype=dtype, width=width, **overrides)
         seconds, size = cost.fit_seconds(n_train, n_test, rates), cost.fit_bytes(batch_size, itemsize)
         over = []
         if budget_seconds is not None and seconds > budget_seconds:
@@ -207,7 +211,7 @@ def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float |
     m, cost, seconds, size = best
     budgets = [f"{budget_seconds:g} s" if budget_seconds is not None else None,
                f"{budget_gb:g} GB" if budget_gb is not None else None]
-    reason = (f"m={m}: estimated {seconds:.3g} s and {size / 1e9:.3g} GB for {n_train} train + {n_test} test "
+    reason = (f"m={m}{'' if width is None else f' (width {width}, dim {cost.dim})'}: estimated {seconds:.3g} s and {size / 1e9:.3g} GB for {n_train} train + {n_test} test "
               f"examples ({cost.flops:.3g} flop per example at {rates[0]:.3g} flop/s {source}, solve at "
               f"{rates[1]:.3g} flop/s) within {' and '.join(b for b in budgets if b)}")
     if refused is not None:
