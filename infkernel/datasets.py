@@ -190,6 +190,23 @@ def _labels(y: np.ndarray) -> np.ndarray:
     return np.unique(y, return_inverse=True)[1].astype(np.int64)
 
 
+def _pair(path: Path, arrays: dict, x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x as float32, y as labels) of an .npz, or a SpecError naming the array: x must hold
+    finite real numbers, one example per row of y."""
+    x, y = arrays[x_key], arrays[y_key]
+    if x.dtype.kind not in "biuf":
+        raise SpecError(f"{path}: {x_key} must hold real numbers, got dtype {x.dtype}")
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise SpecError(f"{path}: {x_key} has shape {x.shape} and {y_key} {y.shape}: "
+                        f"expected one target per example (the same first axis)")
+    x = x.astype(np.float32)
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        raise SpecError(f"{path}: {x_key} contains NaN or inf (or numbers beyond float32), "
+                        f"first in row {int(np.argmax(bad))}")
+    return x, _labels(y)
+
+
 def load_npz(path, *, test_size: float = 0.25, seed: int = 0) -> Dataset:
     """An .npz with x_train, y_train, x_test, y_test, or with x and y (then split, stratified for classes).
 
@@ -200,11 +217,11 @@ def load_npz(path, *, test_size: float = 0.25, seed: int = 0) -> Dataset:
         arrays = {k.lower(): f[k] for k in f.files}
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         a = arrays
-        return Dataset(
-            a["x_train"].astype(np.float32), _labels(a["y_train"]), a["x_test"].astype(np.float32), _labels(a["y_test"]), path.stem
-        )
+        x_train, y_train = _pair(path, a, "x_train", "y_train")
+        x_test, y_test = _pair(path, a, "x_test", "y_test")
+        return Dataset(x_train, y_train, x_test, y_test, path.stem)
     if {"x", "y"} <= arrays.keys():
-        return _split(arrays["x"].astype(np.float32), _labels(arrays["y"]), test_size, seed, path.stem)
+        return _split(*_pair(path, arrays, "x", "y"), test_size, seed, path.stem)
     raise SpecError(f"{path} holds {sorted(arrays)}; expected x_train, y_train, x_test, y_test (or x, y)")
 
 
@@ -234,6 +251,10 @@ def load_csv(path, *, target: int = -1, delimiter: str = ",", test_size: float =
         x = np.delete(table, target % table.shape[1], axis=1).astype(np.float32)
     except ValueError as e:
         raise SpecError(f"{path}: feature columns must be numbers ({e})") from None
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise SpecError(f"{path}: the features contain NaN or inf (or numbers beyond float32), first in data "
+                        f"row {int(np.argmax(bad)) + 1}")
     for kind in (int, float):
         if all(_is_number(v, kind) for v in y):
             y = y.astype(kind)

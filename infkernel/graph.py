@@ -270,9 +270,49 @@ class _Builder:
         raise SpecError(f"not a layer: {layer!r}", where)
 
 
+# The most nodes a graph may unroll to: 100,000 dense + relu layers, about 20 s to build.
+# A repeat count beyond it is a typo or a runaway let, refused before any work.
+MAX_NODES = 200_000
+
+
+def _node_count(layers) -> int:
+    """How many nodes `layers` unroll to (before ops moved into concat branches), without unrolling."""
+    total = 0
+    for layer in layers:
+        while isinstance(layer, At):
+            layer = layer.layer
+        if isinstance(layer, Repeat):
+            total += layer.count * _node_count(layer.layers)
+        elif isinstance(layer, Residual):
+            total += _node_count(layer.layers) + 1
+        elif isinstance(layer, Parallel):
+            total += sum(_node_count(b) for b in layer.branches) + 1
+        else:
+            total += 1
+    return total
+
+
+def _check_size(layers) -> None:
+    def count(n: int) -> str:
+        return f"{n:,}" if n < 10**12 else f"{float(n):.2g}"
+
+    for layer in layers:
+        inner = layer.layer if isinstance(layer, At) else layer
+        if isinstance(inner, Repeat) and _node_count([inner]) > MAX_NODES:
+            raise SpecError(f"this repeat unrolls to {count(_node_count([inner]))} nodes, over the limit of "
+                            f"{MAX_NODES:,} (infkernel.graph.MAX_NODES)", inner.where,
+                            "check the repeat count and the lets it uses")
+    if _node_count(layers) > MAX_NODES:
+        raise SpecError(f"the network unrolls to {count(_node_count(layers))} nodes, over the limit of {MAX_NODES:,} "
+                        "(infkernel.graph.MAX_NODES)", hint="check the repeat counts and the lets they use")
+
+
 def build(layers: Sequence, input_shape, parameterization: str = "ntk", lets: dict | None = None,
           input_where: Where | None = None) -> Graph:
-    """The graph of `layers` applied to an input of shape `input_shape` (channels last)."""
+    """The graph of `layers` applied to an input of shape `input_shape` (channels last).
+
+    Raises SpecError when the layers would unroll to more than MAX_NODES nodes."""
+    _check_size(layers)
     dims = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     builder = _Builder(parameterization)
     try:

@@ -272,7 +272,7 @@ class _KernelModel(BaseEstimator):
 
     def _mean(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, allow_nd=True)
+        X = validate_data(self, _rows(X), reset=False, allow_nd=True)
         self._check_params()
         if self.n_features is not None:
             return self.features_(reshape_for(X, self.features_.graph.input_shape)) @ self.weights_
@@ -287,6 +287,16 @@ class _KernelModel(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _rows(X):
+    """X with each example flattened to one row, so that n_features_in_ counts the numbers per example
+    and images (n, 8, 8, 1) and their rows (n, 64) are the same data to fit and predict (the input
+    rule of the README: any shape with as many numbers per example as the spec's input)."""
+    if np.ndim(X) > 2:
+        X = np.asarray(X)
+        return X.reshape(len(X), -1)
+    return X
 
 
 class KernelRegressor(RegressorMixin, _KernelModel):
@@ -335,7 +345,7 @@ class KernelRegressor(RegressorMixin, _KernelModel):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, allow_nd=True, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, _rows(X), y, allow_nd=True, multi_output=True, y_numeric=True)
         return self._fit_targets(X, np.asarray(y, dtype=np.float64))
 
     def predict(self, X, return_std: bool = False):
@@ -356,7 +366,7 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         if getattr(self, "flow_", None) is None:
             raise SpecError("return_std needs the exact kernel with solver 'eigh'",
                             hint="fit with solver='eigh' and n_features=None")
-        X = validate_data(self, X, reset=False, allow_nd=True)
+        X = validate_data(self, _rows(X), reset=False, allow_nd=True)
         var = self.flow_.cov(
             self._kernel(X, self.X_fit_),
             self._kernel(X, self.X_fit_, kind="nngp"),
@@ -384,7 +394,7 @@ class KernelClassifier(ClassifierMixin, _KernelModel):
     """
 
     def fit(self, X, y):
-        X, y = validate_data(self, X, y, allow_nd=True)
+        X, y = validate_data(self, _rows(X), y, allow_nd=True)
         check_classification_targets(y)
         self.classes_, targets = classes_and_targets(y)
         return self._fit_targets(X, targets)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -84,12 +85,28 @@ def _f(x: float, digits: int = 4) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _check_out(path: str) -> None:
+    """Refuse a picture file matplotlib cannot write before the training, not after it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise SpecError(f"--out {path}: the picture's name must end in one of "
+                        f"{', '.join('.' + f for f in sorted(formats))}", hint="e.g. --out compare.png, or --no-plot")
+    if not Path(path).resolve().parent.is_dir():
+        raise SpecError(f"--out: folder {Path(path).parent} does not exist")
+
+
 def run(args) -> int:
     from .. import training
     from ..datasets import load
     from ..kernel import as_graph
 
     widths = _widths(args.widths)
+    if not args.no_plot:
+        _check_out(args.out)
     _positive("--lr", args.lr)
     _positive("--alpha", args.alpha)
     _positive("--steps", args.steps, integer=True)

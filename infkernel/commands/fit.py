@@ -162,8 +162,29 @@ def _data(args):
     return data, kfn
 
 
+def _check_options(args) -> None:
+    """Refuse, before any work, options that the chosen path would ignore or that conflict."""
+    budgets = [name for name, value in (("--budget-seconds", args.budget_seconds), ("--budget-gb", args.budget_gb))
+               if value is not None]
+    if budgets and args.features != "auto":
+        raise SpecError(f"{' and '.join(budgets)} size --features auto and nothing else", hint="pass --features auto")
+    if args.features is not None:
+        ignored = [name for name, used in (("--search", bool(args.search)), ("--solver", args.solver != "auto"),
+                                           ("--kernels", args.kernels is not None), ("--in-place", args.in_place),
+                                           ("--cv", args.cv != "loo"), ("--memory", args.memory is not None))
+                   if used]
+        if ignored:
+            raise SpecError(f"--features solves ridge regression in feature space: {', '.join(ignored)} "
+                            "cannot be combined with it", hint=f"drop {', '.join(ignored)}, or --features")
+    if args.in_place and (args.kernels is None or args.solver != "cholesky"):
+        raise SpecError("--in-place needs --kernels DIR and --solver cholesky")
+    if args.validation is not None and not 0 < args.validation < 1:
+        raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")
+
+
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
+    _check_options(args)
     data, kfn = _data(args)
     classes = data.is_classification
     shape = "x".join(map(str, data.x_train.shape[1:]))
@@ -176,10 +197,6 @@ def run(args) -> int:
 
     if args.search:
         kfn, ridge = _search(args, data, t, ridge)
-    if args.in_place and (args.kernels is None or args.solver != "cholesky"):
-        raise SpecError("--in-place needs --kernels DIR and --solver cholesky")
-    if args.validation is not None and not 0 < args.validation < 1:
-        raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")
     kw = dict(get=args.kernel, dtype=args.dtype, batch_size=args.batch_size, memory=args.memory, progress=None)
     out = (lambda name: None) if args.kernels is None else (lambda name: str(Path(args.kernels) / name))
     if args.kernels is not None:
@@ -220,8 +237,6 @@ def _search(args, data, t: float, ridge):
     from ..search import parse_axes, search
     from ..sklearn import spec_lets
 
-    if args.features is not None:
-        raise SpecError("--search and --features cannot be combined")
     if not math.isinf(t):
         raise SpecError("--search chooses hyperparameters of kernel ridge regression (t = inf); drop --t")
     if args.search_n_train < 2:

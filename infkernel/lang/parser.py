@@ -55,14 +55,24 @@ def _lark() -> Lark:
     return Lark(grammar, parser="lalr", postlex=_SpecIndenter(), propagate_positions=True, maybe_placeholders=False)
 
 
+def _looks_like_path(spec: str) -> bool:
+    """A one-line string that names a file or folder, ends in .ik, or has a path separator and no space
+    (no spec text does: it starts with an input line)."""
+    return "\n" not in spec and (spec.endswith(".ik") or os.path.exists(spec)
+                                 or (("/" in spec or os.sep in spec) and " " not in spec.strip()))
+
+
 def read_spec(spec) -> tuple[str, str]:
-    """(text, origin) of a spec given as text or as a path to a file."""
-    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec
-                                  and (spec.endswith(".ik") or os.path.isfile(spec))):
+    """(text, origin) of a spec given as text or as a path to a file.
+
+    Raises SpecError for a path that is missing, a folder, or not UTF-8 text."""
+    if isinstance(spec, Path) or (isinstance(spec, str) and _looks_like_path(spec)):
+        reason = {FileNotFoundError: "no such file", IsADirectoryError: "it is a folder, not a .ik file",
+                  UnicodeDecodeError: "it is not UTF-8 text", PermissionError: "permission denied"}
         try:
-            return Path(spec).read_text(), str(spec)
-        except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as e:
-            raise SpecError(f"cannot read spec file {spec}: {e.__class__.__name__}") from None
+            return Path(spec).read_text(encoding="utf-8"), str(spec)
+        except tuple(reason) as e:
+            raise SpecError(f"cannot read spec file {spec}: {reason[type(e)]}") from None
     if not isinstance(spec, str):
         raise SpecError(f"a spec is text, a path, or a Graph, not {type(spec).__name__}")
     return spec, "<text>"
@@ -456,10 +466,18 @@ class _Resolver:
         args = [self.number(ch, scope, depth + 1) for ch in node.children if isinstance(ch, Tree)]
         try:
             result = self._apply(kind, node, args)
-        except (OverflowError, ZeroDivisionError, ValueError) as e:
-            raise SpecError(f"arithmetic error: {e}", self.at(node)) from None
+        except OverflowError:
+            raise SpecError("arithmetic error: the result is out of range (over about 1.8e308)", self.at(node)) from None
+        except ZeroDivisionError:
+            raise SpecError("arithmetic error: division by zero", self.at(node)) from None
+        except ValueError:
+            what = str(node.children[0]) if kind == "func" else kind
+            raise SpecError(f"arithmetic error: {what} is not defined at {', '.join(f'{a:g}' for a in args)}",
+                            self.at(node)) from None
         if not isinstance(result, float) or not math.isfinite(result):
-            raise SpecError(f"arithmetic gives {result!r}, not a finite real number", self.at(node))
+            shown = "a complex number (a negative number to a fractional power)" if isinstance(result, complex) \
+                else repr(result)
+            raise SpecError(f"arithmetic gives {shown}, not a finite real number", self.at(node))
         return result
 
     def _apply(self, kind: str, node: Tree, args: list[float]) -> float:

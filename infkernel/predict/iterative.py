@@ -88,7 +88,8 @@ class NystromPreconditioner:
 
     def __call__(self, r: np.ndarray) -> np.ndarray:
         ur = self.u.T @ r
-        scale = (self.lam[-1] + self.ridge) / (self.lam + self.ridge)
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 at ridge 0: CG reports the breakdown
+            scale = (self.lam[-1] + self.ridge) / (self.lam + self.ridge)
         return r + self.u @ ((scale[:, None] - 1.0) * ur)
 
 
@@ -135,6 +136,11 @@ def conjugate_gradients(
         x += alpha * p
         r -= alpha * q
         rel = np.linalg.norm(r, axis=0) / norms
+        if not np.all(np.isfinite(rel)):
+            raise NotConvergedError(
+                f"{label.split(':')[0]}: conjugate gradients broke down at iteration {it}: the residual is not "
+                f"finite (K + ridge I with ridge {ridge:g} is singular or not positive definite, or K holds NaN)",
+                hint="use a ridge > 0, e.g. ridge='auto', or a direct solver (solver='eigh' or 'cholesky')")
         history.append(float(np.max(rel)))
         say(f"{label} {it}: relative residual {np.max(rel):.3e}, {time.perf_counter() - start:.1f} s")
         if np.all(rel <= tol):
