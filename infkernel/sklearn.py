@@ -293,7 +293,9 @@ def _rows(X):
     """X with each example flattened to one row, so that n_features_in_ counts the numbers per example
     and images (n, 8, 8, 1) and their rows (n, 64) are the same data to fit and predict (the input
     rule of the README: any shape with as many numbers per example as the spec's input)."""
-    if np.ndim(X) > 2:
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if getattr(X, "ndim", 2) > 2:  # arrays only: other array-likes go to scikit-learn's checks as they are
         X = np.asarray(X)
         return X.reshape(len(X), -1)
     return X
