@@ -23,6 +23,7 @@ SMALL = ["--data", "digits", "--n-train", "30", "--n-test", "10"]
     (["--features", "32", "--cv", "5"], "--cv"),
     (["--budget-seconds", "5"], "--budget-seconds"),
     (["--features", "32", "--validation", "1.5"], "--validation"),
+    (["--feature-width", "64"], "--feature-width"),
 ])
 def test_fit_refuses_options_it_would_ignore(capsys, extra, named):
     """--features solved silently without the --search asked for (and without --solver, --cv); a budget

@@ -168,6 +168,8 @@ def _check_options(args) -> None:
                if value is not None]
     if budgets and args.features != "auto":
         raise SpecError(f"{' and '.join(budgets)} size --features auto and nothing else", hint="pass --features auto")
+    if getattr(args, "feature_width", None) is not None and args.features is None:
+        raise SpecError("--feature-width sets the hidden width of --features M", hint="pass --features M or auto")
     if args.features is not None:
         ignored = [name for name, used in (("--search", bool(args.search)), ("--solver", args.solver != "auto"),
                                            ("--kernels", args.kernels is not None), ("--in-place", args.in_place),
