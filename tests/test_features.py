@@ -164,3 +164,16 @@ def test_bad_arguments(kwargs, match):
 def test_spatial_output_refused():
     with pytest.raises(SpecError, match="spatial"):
         ik.features("input 4x4x1\nconv 3x3\n", 8)
+
+
+@pytest.mark.parametrize("activation", ["random", "hermite"])
+def test_an_activation_with_an_infinite_ntk_has_no_ntk_features(activation):
+    """sign(x): f' is a Dirac delta, the exact NTK is infinite on the diagonal (a SpecError); its
+    random features of f' (zero almost everywhere) would be finite and wrong, so they are refused
+    the same way; the NNGP features exist."""
+    spec = 'input 8\ndense\nact "sign(x)"\ndense\n'
+    with pytest.raises(SpecError, match="infinite"):
+        ik.compile(spec)(np.ones((2, 8)))
+    with pytest.raises(SpecError, match="infinite"):
+        ik.features(spec, 16, get="ntk", activation=activation)(np.ones((2, 8)))
+    assert ik.features(spec, 16, get="nngp", activation=activation)(np.ones((2, 8))).shape[0] == 2

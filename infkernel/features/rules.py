@@ -137,7 +137,23 @@ def derivative(fn):
     return jnp.vectorize(jax.grad(fn))
 
 
+def check_ntk_finite(op):
+    """The op's own dual kernel decides whether its NTK exists: E[f'(u) f'(v)] at u = v
+    (c = v1 = v2 = 1) and off it (c = 1/2) must be finite. Activations whose f' has a Dirac
+    delta (sign, steps) raise the exact rule's SpecError; random features of f' (zero almost
+    everywhere) would silently give a finite wrong NTK."""
+    with jax.ensure_compile_time_eval():  # constants: evaluated now, also while the map is traced
+        one, half = jnp.float32(1.0), jnp.float32(0.5)
+        finite = [bool(jnp.all(jnp.isfinite(jnp.asarray(op.dual(c, one, one, True)[1])))) for c in (one, half)]
+    for c, ok in zip((1.0, 0.5), finite):
+        if not ok:
+            raise SpecError(f"the NTK of {op.name} is infinite at c = {c}: its random features "
+                            "would be finite and wrong", hint="ask for the NNGP only (get='nngp', --get nngp)")
+
+
 def activation(op, ins, ctx, fc):
+    if fc.need_ntk:
+        check_ntk_finite(op)
     if fc.activation == "hermite":
         from .hermite import hermite_activation
         return hermite_activation(op, ins, ctx, fc)
