@@ -32,6 +32,8 @@ How to add an op
    `fresh` and `needs_gaussian_input`/`needs_centred_input` (the graph
    builder's exactness rules), `gaussian_output`, `reads_self_pairs` and
    `parameterizations` (see below), `linear` (finite NTK by input patches),
+   `acts_on_input` (a linear, parameter-free map alike on every channel:
+   right after the input, the compiler applies it to the examples),
    `same_channels` and `max_correlated_inputs` (joins), `golden_name`
    (neural-tangents' layer name in tests/data, if not `name`).
 4. Tests: give the class `examples()` (spec lines, input dims, a NumPy
