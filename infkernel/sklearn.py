@@ -147,6 +147,7 @@ class _KernelModel(BaseEstimator):
         budget_seconds=None,
         budget_gb=None,
         feature_width=None,
+        feature_copies=1,
     ):
         self.spec = spec
         self.kernel = kernel
@@ -163,6 +164,7 @@ class _KernelModel(BaseEstimator):
         self.budget_seconds = budget_seconds
         self.budget_gb = budget_gb
         self.feature_width = feature_width
+        self.feature_copies = feature_copies
 
     # -- the kernel
 
@@ -260,10 +262,11 @@ class _KernelModel(BaseEstimator):
         if m == "auto":
             from .features.cost import choose_features
             choice = choose_features(text, len(X), 0, self.budget_seconds, self.budget_gb, get=self.kernel,
-                                     dtype=self.dtype, width=self.feature_width, **dict(lets))
+                                     dtype=self.dtype, width=self.feature_width, copies=self.feature_copies,
+                                     **dict(lets))
             m, self.features_choice_ = choice.m, choice.reason
         self.features_ = features(text, m, get=self.kernel, seed=self.random_state, dtype=self.dtype,
-                                  width=self.feature_width, **dict(lets))
+                                  width=self.feature_width, copies=self.feature_copies, **dict(lets))
         fit = feature_regression(self.features_, reshape_for(X, self.features_.graph.input_shape), targets,
                                  ridge=self.ridge, seed=self.random_state)
         self.weights_ = fit.weights[:, 0] if np.ndim(targets) == 1 else fit.weights
@@ -332,6 +335,8 @@ class KernelRegressor(RegressorMixin, _KernelModel):
     feature_width : None (default: n_features) or w, the hidden random
         layers' width when n_features is given; n_features is then the
         readout dimension (see :func:`infkernel.features`).
+    feature_copies : K (default 1) independent maps concatenated, each
+        / sqrt(K): variance / K at K times the cost (GAP specs).
     random_state : seed of the random features and of the validation split.
     solver : "auto" (default), "eigh", "cholesky" or "cg", as in
         :func:`infkernel.predict.kernel_regression`: "auto" takes "eigh" up to

@@ -92,6 +92,10 @@ def add_arguments(parser) -> None:
                         help="with --features: the hidden random layers' width W (default M); M is then the readout "
                         "dimension (the output layer and projection), e.g. a Myrtle-style spec ending avgpool to 7x7, "
                         "flatten, dense has a readout of 49 W dimensions")
+    parser.add_argument("--feature-copies", type=int, default=None, metavar="K",
+                        help="with --features: concatenate K independent maps (each / sqrt K): the kernel "
+                        "estimate's variance falls like 1/K at K times the cost; for GAP specs, whose readout "
+                        "is only about M (docs/features.md, Copies)")
     parser.add_argument("--budget-seconds", type=float, default=None, metavar="S",
                         help="with --features auto: time budget for features and solve")
     parser.add_argument("--budget-gb", type=float, default=None, metavar="GB",
@@ -170,6 +174,8 @@ def _check_options(args) -> None:
         raise SpecError(f"{' and '.join(budgets)} size --features auto and nothing else", hint="pass --features auto")
     if getattr(args, "feature_width", None) is not None and args.features is None:
         raise SpecError("--feature-width sets the hidden width of --features M", hint="pass --features M or auto")
+    if getattr(args, "feature_copies", None) is not None and args.features is None:
+        raise SpecError("--feature-copies sets the copies of --features M", hint="pass --features M or auto")
     if args.features is not None:
         ignored = [name for name, used in (("--search", bool(args.search)), ("--solver", args.solver != "auto"),
                                            ("--kernels", args.kernels is not None), ("--in-place", args.in_place),

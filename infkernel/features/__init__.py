@@ -26,14 +26,18 @@ unbiased. `activation="hermite"` adds the bias of the truncated expansion.
 API
 ---
 features(spec, n_features, get="ntk", seed=0, dtype="float32",
-         activation="random", degree=8, width=None, **lets) -> FeatureMap
+         activation="random", degree=8, width=None, copies=1, **lets) -> FeatureMap
     spec: text, a .ik path or a Graph; lets override the spec's `let`s.
     n_features (m): the readout dimension (the output node's draws, the
     output projection); width (w, default m): every hidden random layer's.
     A spec ending avgpool to a small map, flatten, dense (Myrtle-style) then
     has a readout of P w dimensions (exact flatten) at a hidden cost in w^2.
+    copies (K): K independent maps concatenated, each / sqrt(K): Phi Phi^T is
+    the mean of K independent estimates, variance / K at K times the cost
+    (for GAP specs, whose readout is about w; `base.py`).
     Raises SpecError for an op without a construction (naming it), a bad
-    `get`, `n_features`, `width` or `activation`, or an output with spatial axes.
+    `get`, `n_features`, `width`, `copies` or `activation`, or an output with
+    spatial axes.
 FeatureMap(x, batch_size=256) -> np.ndarray (n, dim)
 FeatureMap.batches(x, batch_size) -> iterator of (batch, dim) arrays
 FeatureMap.cost() -> per node flops / floats per example from XLA (see docs/features.md)
@@ -54,9 +58,10 @@ from .rules import Feats, FeatureCtx
 
 
 def features(spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
-             activation: str = "random", degree: int = 8, width: int | None = None, **overrides) -> FeatureMap:
+             activation: str = "random", degree: int = 8, width: int | None = None, copies: int = 1,
+             **overrides) -> FeatureMap:
     """The random feature map of a spec's NNGP or NTK (see the module docstring)."""
-    return FeatureMap(spec, n_features, get, seed, dtype, activation, degree, width, **overrides)
+    return FeatureMap(spec, n_features, get, seed, dtype, activation, degree, width, copies, **overrides)
 
 
 class _CallableModule(types.ModuleType):

@@ -12,6 +12,14 @@ last pooling keeps a spatial map (Myrtle-style: avgpool to 7x7, flatten,
 dense): flatten is exact, so the readout sees P w dimensions, P the
 positions, at a hidden cost of about 2 P |T| w^2 per conv layer instead of
 2 P |T| m^2. The error of a hidden layer falls like w^(-1/2) at fixed m.
+
+Copies: `copies=K` concatenates K independent maps (independent random
+matrices, the same spec, m and w), each scaled by K^(-1/2), so Phi Phi^T is
+the mean of K independent estimates of K: the variance falls like 1/(K w)
+at K times the cost of one map, while one map of width K w costs about K^2
+times as much (its hidden products are w x w per position). The bias of
+composed random layers (O(1/w), module docstring of the package) is that
+of one map. Useful when the readout is small (a GAP spec: dim about w).
 """
 from __future__ import annotations
 
@@ -109,13 +117,16 @@ class FeatureMap:
     with Phi(x) Phi(x')^T ~ K(x, x'), K the exact kernel `ik.compile` computes.
 
     Attributes: graph, n_features (m, the readout), width (w, the hidden
-    layers), get, seed, dtype, dim (the output dimension: m, or fewer when
-    the network's features never need m),
-    params (the random matrices, by "node/name")."""
+    layers), copies (K), get, seed, dtype, dim (the output dimension: K times
+    m, or fewer than m per copy when the network's features never need m),
+    params (the first copy's random matrices, by "node/name")."""
 
     def __init__(self, spec, n_features: int, get: str = "ntk", seed: int = 0, dtype: str = "float32",
-                 activation: str = "random", degree: int = 8, width: int | None = None, **overrides):
+                 activation: str = "random", degree: int = 8, width: int | None = None, copies: int = 1,
+                 **overrides):
+        _positive("copies", copies)
         self.plan = make_plan(spec, n_features, get, activation, degree, width, **overrides)
+        self.copies = int(copies)
         self.graph = self.plan.graph
         self.width = self.plan.width
         self.n_features, self.get, self.seed, self.dtype = int(n_features), get, int(seed), dtype
@@ -130,10 +141,18 @@ class FeatureMap:
                 plan = self.plan
                 _JITTED[key] = (jax.jit(lambda params, x: plan.forward(Draws(jdtype, params), x)), dim,
                                 draws.wanted)
-            self._jit, self.dim, wanted = _JITTED[key]
+            self._jit, dim, wanted = _JITTED[key]
             draws = Draws(jdtype)
             draws.wanted = wanted
-            self.params = draws.sample(self.seed)
+            self.params = draws.sample(self.seed)  # the first copy's (`cost` reports one copy)
+            self._copies = [self.params] + [draws.sample(self.seed, c) for c in range(1, self.copies)]
+        self.dim = dim * self.copies
+
+    def _phi(self, chunk) -> np.ndarray:
+        if self.copies == 1:
+            return np.asarray(self._jit(self.params, chunk))
+        parts = [np.asarray(self._jit(p, chunk)) for p in self._copies]
+        return np.concatenate(parts, axis=-1) / np.sqrt(np.asarray(self.copies, parts[0].dtype))
 
     def __call__(self, x, batch_size: int = 256) -> np.ndarray:
         """Phi(x): (n, dim) numpy array, computed in batches of `batch_size` examples."""
@@ -141,8 +160,7 @@ class FeatureMap:
         out = []
         with precision(self.dtype) as jdtype:
             for start in range(0, x.shape[0], batch_size):
-                chunk = jnp.asarray(x[start:start + batch_size], jdtype)
-                out.append(np.asarray(self._jit(self.params, chunk)))
+                out.append(self._phi(jnp.asarray(x[start:start + batch_size], jdtype)))
         return np.concatenate(out)
 
     def batches(self, x, batch_size: int = 256):
@@ -150,10 +168,10 @@ class FeatureMap:
         x = check_inputs(x, self.graph.input_shape, "x")
         with precision(self.dtype) as jdtype:
             for start in range(0, x.shape[0], batch_size):
-                yield np.asarray(self._jit(self.params, jnp.asarray(x[start:start + batch_size], jdtype)))
+                yield self._phi(jnp.asarray(x[start:start + batch_size], jdtype))
 
     def cost(self) -> list[dict]:
-        """Per node: flops and output floats per example, from XLA's cost
+        """Per node, for one copy: flops and output floats per example, from XLA's cost
         analysis of that node's rule on one example (the random matrices are
         inputs, not counted as flops), and the floats of its random matrices."""
         rows = []
@@ -175,5 +193,6 @@ class FeatureMap:
         return rows
 
     def __repr__(self) -> str:
-        return (f"FeatureMap({self.get}, m={self.n_features}, width={self.width}, dim={self.dim}, seed={self.seed}, "
+        copies = f"copies={self.copies}, " if self.copies > 1 else ""
+        return (f"FeatureMap({self.get}, m={self.n_features}, width={self.width}, {copies}dim={self.dim}, seed={self.seed}, "
                 f"input {self.graph.nodes[0].shape}, {len(self.graph.nodes)} nodes)")

@@ -22,10 +22,13 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     width = getattr(args, "feature_width", None)
     if width is not None and width < 1:
         raise SpecError(f"--feature-width takes a positive number, got {width}")
+    copies = getattr(args, "feature_copies", None) or 1
+    if copies < 1:
+        raise SpecError(f"--feature-copies takes a positive number, got {copies}")
     if m == "auto":
         from .cost import choose_features
         choice = choose_features(graph, len(data.x_train), len(data.x_test), *budgets, get=args.kernel,
-                                 dtype=args.dtype, batch_size=args.batch_size or 256, width=width)
+                                 dtype=args.dtype, batch_size=args.batch_size or 256, width=width, copies=copies)
         m = choice.m
         print(f"features  auto: {choice.reason}")
     elif any(b is not None for b in budgets):
@@ -33,10 +36,10 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     if m < 1:
         raise SpecError(f"--features takes a positive number of features or 'auto', got {m}")
     start = time.perf_counter()
-    fmap = features(graph, m, get=args.kernel, seed=args.seed, dtype=args.dtype, width=width)
+    fmap = features(graph, m, get=args.kernel, seed=args.seed, dtype=args.dtype, width=width, copies=copies)
     classes = data.is_classification
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
-    hidden = "" if fmap.width == m else f", hidden width {fmap.width}"
+    hidden = ("" if fmap.width == m else f", hidden width {fmap.width}") + (f", {copies} copies" if copies > 1 else "")
     print(f"features  {args.kernel}, m={m} (dim {fmap.dim}){hidden}, {args.dtype}, seed {args.seed}")
     print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
     validation = args.validation if getattr(args, "validation", None) is not None else 0.2

@@ -60,21 +60,23 @@ class FeatureCost:
     m: int
     dim: int
     get: str
-    layers: tuple
+    layers: tuple  # one copy's
     width: int | None = None  # the hidden layers' dimension (None: m)
+    copies: int = 1  # independent maps concatenated: dim is copies x one copy's
 
     @property
     def flops(self) -> float:
-        return sum(layer.flops for layer in self.layers)
+        return self.copies * sum(layer.flops for layer in self.layers)
 
     @property
     def floats(self) -> int:
-        """Output floats of all nodes per example: an upper bound on what the map keeps in flight."""
-        return sum(layer.floats for layer in self.layers)
+        """Output floats of all nodes per example: an upper bound on what the map keeps in flight
+        (copies run one after another; their outputs, dim, are kept together)."""
+        return sum(layer.floats for layer in self.layers) + (self.dim if self.copies > 1 else 0)
 
     @property
     def param_floats(self) -> int:
-        return sum(layer.param_floats for layer in self.layers)
+        return self.copies * sum(layer.param_floats for layer in self.layers)
 
     def fit_seconds(self, n_train: int, n_test: int, rates) -> float:
         """Features of n_train + n_test examples, Phi^T Phi over the training set, the solve."""
@@ -119,10 +121,11 @@ def _count(jaxpr, scope: str, into: dict) -> None:
 
 
 def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "random", degree: int = 8,
-                  dtype: str = "float32", width: int | None = None, **overrides) -> FeatureCost:
+                  dtype: str = "float32", width: int | None = None, copies: int = 1, **overrides) -> FeatureCost:
     """Flops, output floats and random-matrix floats per layer of the feature map
-    `ik.features(spec, n_features, get, ..., width=width)` would build, per
-    example, counted from a trace of its rules (see the module docstring).
+    `ik.features(spec, n_features, get, ..., width=width, copies=copies)`
+    would build, per example, counted from a trace of its rules (see the
+    module docstring); `layers` are one copy's, the totals all copies'.
     Raises what `ik.features` raises for the same arguments."""
     plan = make_plan(spec, n_features, get, activation, degree, width, **overrides)
     with precision(dtype) as jdtype:
@@ -140,7 +143,9 @@ def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "ra
                              flops.get(f"node{n.id}", 0.0) + (flops.get("out", 0.0) if n.id == last - 1 else 0.0),
                              floats.get(n.id, 0), params.get(n.id, 0) + (params.get(last, 0) if n.id == last - 1 else 0))
                    for n in plan.graph.nodes)
-    return FeatureCost(int(n_features), int(dim), get, layers, plan.width)
+    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
+        raise SpecError(f"copies must be a positive integer, got {copies!r}")
+    return FeatureCost(int(n_features), int(dim) * copies, get, layers, plan.width, copies)
 
 
 def measure_rates(spec, get: str = "ntk", dtype: str = "float32", m: int = 128, batch: int = 256,
@@ -176,11 +181,12 @@ class Choice:
 
 def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float | None = None,
                     budget_gb: float | None = None, get: str = "ntk", dtype: str = "float32",
-                    batch_size: int = 256, rates=None, width: int | None = None, **overrides) -> Choice:
+                    batch_size: int = 256, rates=None, width: int | None = None, copies: int = 1,
+                    **overrides) -> Choice:
     """The largest m of `GRID` whose estimated fit (features of n_train + n_test
     examples, ridge on n_train) fits within budget_seconds and budget_gb (at
     least one budget). width: the hidden layers' dimension, fixed (default:
-    each candidate m, as `ik.features`). rates: (feature, solve) flop/s,
+    each candidate m, as `ik.features`); copies: fixed, as `ik.features`. rates: (feature, solve) flop/s,
     measured when None (at the given width).
     Raises SpecError without a budget, or when even the smallest m does not fit."""
     if budget_seconds is None and budget_gb is None:
@@ -194,7 +200,7 @@ def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float |
     itemsize = np.dtype(dtype).itemsize
     best, refused = None, None
     for m in GRID:
-        cost = features_cost(spec, m, get, dtype=dtype, width=width, **overrides)
+        cost = features_cost(spec, m, get, dtype=dtype, width=width, copies=copies, **overrides)
         seconds, size = cost.fit_seconds(n_train, n_test, rates), cost.fit_bytes(batch_size, itemsize)
         over = []
         if budget_seconds is not None and seconds > budget_seconds:
@@ -211,7 +217,9 @@ def choose_features(spec, n_train: int, n_test: int = 0, budget_seconds: float |
     m, cost, seconds, size = best
     budgets = [f"{budget_seconds:g} s" if budget_seconds is not None else None,
                f"{budget_gb:g} GB" if budget_gb is not None else None]
-    reason = (f"m={m}{'' if width is None else f' (width {width}, dim {cost.dim})'}: estimated {seconds:.3g} s and {size / 1e9:.3g} GB for {n_train} train + {n_test} test "
+    shape = ([f"width {width}"] if width is not None else []) + ([f"{copies} copies"] if copies > 1 else [])
+    shape = f" ({', '.join(shape)}, dim {cost.dim})" if shape else ""
+    reason = (f"m={m}{shape}: estimated {seconds:.3g} s and {size / 1e9:.3g} GB for {n_train} train + {n_test} test "
               f"examples ({cost.flops:.3g} flop per example at {rates[0]:.3g} flop/s {source}, solve at "
               f"{rates[1]:.3g} flop/s) within {' and '.join(b for b in budgets if b)}")
     if refused is not None:

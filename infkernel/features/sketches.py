@@ -62,11 +62,12 @@ class Draws:
         self.wanted[full] = (self.node, name, shape, kind)
         return jnp.zeros(shape, self.dtype)
 
-    def sample(self, seed: int) -> dict:
-        """Draw every recorded matrix (NumPy's generator: no compilation per shape)."""
+    def sample(self, seed: int, copy: int = 0) -> dict:
+        """Draw every recorded matrix (NumPy's generator: no compilation per shape);
+        `copy` > 0 draws an independent copy for the same seed (`FeatureMap` copies)."""
         out = {}
         for full, (node, name, shape, kind) in self.wanted.items():
-            rng = np.random.default_rng([seed, node, zlib.crc32(name.encode())])
+            rng = np.random.default_rng([seed, node, zlib.crc32(name.encode())] + ([copy] if copy else []))
             if kind == "normal":
                 a = rng.standard_normal(shape)
             else:
