@@ -78,10 +78,17 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_singular_without_ridge_is_an_error():
+    """Ridge 0 with more features than examples is interpolation in the dual (well posed) unless
+    two training examples coincide; with fewer features than examples, Phi^T Phi of rank-deficient
+    features is singular in the primal."""
     x, y = _data(5)
     fmap = ik.features(SPEC, 32)
+    assert np.all(np.isfinite(feature_regression(fmap, x, y, x, ridge=0.0).mean))
     with pytest.raises(SpecError, match="singular"):
-        feature_regression(fmap, x, y, ridge=0.0)
+        feature_regression(fmap, np.concatenate([x, x[:1]]), np.concatenate([y, y[:1]]), ridge=0.0)
+    phi = np.random.default_rng(0).normal(size=(40, 3)) @ np.ones((3, 8))  # rank 3, dim 8 < 40
+    with pytest.raises(SpecError, match="singular"):
+        feature_regression(_Fixed(phi), np.arange(40), np.ones(40), ridge=0.0)
 
 
 def test_sklearn_estimators_with_n_features():
@@ -109,3 +116,46 @@ def test_cli_fit_with_features(capsys):
     assert main(["fit", "specs/digits_mlp.ik", "--data", "digits", "--n-train", "50", "--features", "8",
                  "--t", "1"]) != 0
     assert "t = inf" in capsys.readouterr().err
+
+
+class _Fixed:
+    """A feature map given by its features (rows of `phi`, indexed by x)."""
+
+    def __init__(self, phi):
+        self.phi, self.dim = phi, phi.shape[1]
+
+    def batches(self, idx, batch_size):
+        for s in range(0, len(idx), batch_size):
+            yield self.phi[np.asarray(idx[s:s + batch_size], int)]
+
+
+@pytest.mark.parametrize("ridge", ["auto", 0.3])
+def test_dual_solve_equals_the_primal(ridge):
+    """More features than examples: the dual (n x n Gram) path gives the primal path's ridge,
+    validation errors and predictions (push-through identity), on the same features."""
+    from infkernel.features import regression as R
+    rng = np.random.default_rng(0)
+    phi = rng.normal(size=(70, 30)) * np.geomspace(1, 0.05, 30)
+    y = rng.normal(size=(50, 3))
+    train, test = np.arange(50), np.arange(50, 70)
+    primal = feature_regression(_Fixed(phi), train, y, test, ridge=ridge, batch_size=16)  # dim 30 <= n 50
+    n = len(train)
+    held = np.zeros(n, bool)
+    if ridge == "auto":
+        held[np.random.default_rng(0).permutation(n)[:int(round(0.2 * n))]] = True
+    dual = R._dual(_Fixed(phi), train, y, False, test, ridge, held, None, 16)
+    assert dual.ridge == primal.ridge
+    if ridge == "auto":
+        np.testing.assert_allclose(dual.selection.errors, primal.selection.errors, rtol=1e-8)
+    np.testing.assert_allclose(dual.mean, primal.mean, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(dual.weights, primal.weights, rtol=1e-7, atol=1e-10)
+
+
+def test_more_features_than_examples_goes_dual_and_is_kernel_ridge():
+    rng = np.random.default_rng(1)
+    phi = rng.normal(size=(30, 80))
+    y = rng.normal(size=20)
+    got = feature_regression(_Fixed(phi), np.arange(20), y, np.arange(20, 30), ridge=0.5)
+    k = phi[:20] @ phi[:20].T
+    want = phi[20:] @ phi[:20].T @ np.linalg.solve(k + 0.5 * np.eye(20), y)
+    np.testing.assert_allclose(got.mean, want, rtol=1e-9)

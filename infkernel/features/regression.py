@@ -13,6 +13,13 @@ training examples, drawn with `seed`): fitted on the rest for each ridge,
 scored by the mean squared error on the split from its accumulated
 statistics (w^T A_v w - 2 w^T b_v + y_v.y_v, no validation features kept),
 then refitted on all training examples with the chosen ridge.
+
+When the features outnumber the training examples (m > n: many copies, a
+large readout on a small training set) the same estimator is solved in the
+dual, alpha = (Phi Phi^T + r I)^(-1) y and f(x) = Phi(x) Phi^T alpha: the
+n x n Gram matrix of the features, O(n^2 m + n^3) time and O(n m) memory
+instead of O(n m^2 + m^3) and O(m^2); the same ridge candidates and
+validation split, the same predictions (the push-through identity, tested).
 """
 from __future__ import annotations
 
@@ -123,8 +130,10 @@ def feature_regression(fmap, x_train, y_train, x_test=None, ridge="auto", valida
         raise SpecError(f"ridge must be a number >= 0 or 'auto', got {ridge!r}")
     else:
         held = np.zeros(n, bool)
+    if fmap.dim > n:
+        return _dual(fmap, x_train, y, flat, x_test, ridge, held, ridges, batch_size)
     fit, val = Moments(fmap.dim, y.shape[1]), Moments(fmap.dim, y.shape[1])
-    for start, phi in zip(range(0, n, batch_size), fmap.batches(x_train, batch_size)):
+    for start, phi in zip(range(0, n, batch_size), _progress(fmap.batches(x_train, batch_size), n, batch_size)):
         rows = slice(start, start + len(phi))
         mask = held[rows]
         fit.add(phi[~mask], y[rows][~mask])
@@ -137,6 +146,58 @@ def feature_regression(fmap, x_train, y_train, x_test=None, ridge="auto", valida
     w = solve(fit + val, float(ridge))
     mean = None
     if x_test is not None:
-        mean = np.concatenate([phi @ w for phi in fmap.batches(x_test, batch_size)])
+        mean = np.concatenate([phi @ w for phi in _progress(fmap.batches(x_test, batch_size), len(x_test), batch_size,
+                                                            "test features")])
+        mean = mean[:, 0] if flat else mean
+    return FeatureRegression(mean, w, float(ridge), selection)
+
+
+def _progress(batches, n: int, batch_size: int, what: str = "train features"):
+    """A progress bar (stderr) over the batches of a long map, none for a few batches."""
+    total = -(-n // batch_size)
+    if total < 8:
+        return batches
+    from tqdm import tqdm
+    return tqdm(batches, total=total, desc=what, unit="batch", leave=False)
+
+
+def _dual(fmap, x_train, y, flat, x_test, ridge, held, ridges, batch_size) -> FeatureRegression:
+    """`feature_regression` for dim > n: the n x n Gram matrix of the training features (module docstring)."""
+    phi = np.concatenate(list(_progress(fmap.batches(x_train, batch_size), len(x_train), batch_size)))
+    gram = phi.astype(np.float64) @ phi.T.astype(np.float64)
+    selection = None
+    if ridge == "auto":
+        f, v = ~held, held
+        values, vectors = np.linalg.eigh(gram[np.ix_(f, f)])
+        if ridges is None:
+            from ..predict import default_ridges
+            ridges = default_ridges(np.full((1, 1), max(float(np.trace(gram[np.ix_(f, f)])), 0.0) / max(f.sum(), 1)))
+        ridges = np.asarray(ridges, np.float64)
+        projected = vectors.T @ y[f]
+        cross = gram[np.ix_(v, f)] @ vectors
+        errors = []
+        for r in ridges:
+            lam = values + r
+            ok = lam > len(values) * np.finfo(np.float64).eps * max(values.max(initial=0.0), 1e-300)
+            pred = cross @ np.where(ok[:, None], projected / np.where(ok, lam, 1.0)[:, None], 0.0)
+            errors.append(float(np.mean((pred - y[v]) ** 2)) if ok.all() else np.inf)
+        errors = np.asarray(errors)
+        selection = Selection(float(ridges[int(np.argmin(errors))]), ridges, errors)
+        ridge = selection.ridge
+    a = gram + float(ridge) * np.eye(len(gram))
+    try:
+        factor = sla.cho_factor(a)
+        pivots = np.diag(factor[0]) ** 2  # singular to working precision: a pivot at rounding level
+        if pivots.min() <= len(a) * np.finfo(np.float64).eps * pivots.max():
+            raise np.linalg.LinAlgError
+        alpha = sla.cho_solve(factor, y)
+    except np.linalg.LinAlgError:
+        raise SpecError(f"Phi Phi^T + {float(ridge):g} I is singular ({fmap.dim} features, {len(gram)} examples)",
+                        hint="use a ridge > 0 or ridge='auto'") from None
+    w = phi.T.astype(np.float64) @ alpha  # the primal weights, Phi^T alpha
+    mean = None
+    if x_test is not None:
+        mean = np.concatenate([t @ w for t in _progress(fmap.batches(x_test, batch_size), len(x_test), batch_size,
+                                                        "test features")])
         mean = mean[:, 0] if flat else mean
     return FeatureRegression(mean, w, float(ridge), selection)
