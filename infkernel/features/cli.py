@@ -41,7 +41,8 @@ def run_features(args, data, graph, t: float, ridge) -> int:
     class_names, targets = classes_and_targets(data.y_train) if classes else (None, data.y_train)
     hidden = ("" if fmap.width == m else f", hidden width {fmap.width}") + (f", {copies} copies" if copies > 1 else "")
     print(f"features  {args.kernel}, m={m} (dim {fmap.dim}){hidden}, {args.dtype}, seed {args.seed}")
-    print("solve     ridge in feature space, streaming over batches of " + str(args.batch_size or 256), file=sys.stderr)
+    space = "its dual (more features than training examples)" if fmap.dim > len(data.x_train) else "feature space"
+    print(f"solve     ridge in {space}, streaming over batches of {args.batch_size or 256}", file=sys.stderr)
     validation = args.validation if getattr(args, "validation", None) is not None else 0.2
     out = feature_regression(fmap, data.x_train, targets, data.x_test, ridge=ridge, validation=validation,
                              seed=args.seed, batch_size=args.batch_size or 256)
