@@ -404,6 +404,9 @@ class KernelClassifier(ClassifierMixin, _KernelModel):
         X, y = validate_data(self, _rows(X), y, allow_nd=True)
         check_classification_targets(y)
         self.classes_, targets = classes_and_targets(y)
+        if len(self.classes_) < 2:  # as scikit-learn's classifiers: nothing to learn, not a model
+            raise ValueError(f"KernelClassifier needs samples of at least 2 classes in the data, "
+                             f"but the data contains only one class: {self.classes_[0]!r}")
         return self._fit_targets(X, targets)
 
     def decision_function(self, X) -> np.ndarray:

@@ -142,3 +142,10 @@ def test_arithmetic_errors_in_specs_say_what_went_wrong(expr, message):
     """Python's 'math domain error' and '(34, Numerical result out of range)' reached the user."""
     with pytest.raises(SpecError, match=message):
         ik.parse(f"input 4\ndense w_std={expr}\n")
+
+
+def test_a_classifier_fitted_on_one_class_is_refused_as_scikit_learn_does():
+    from infkernel.sklearn import KernelClassifier
+    x = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        KernelClassifier("input 4\ndense\nrelu\ndense\n").fit(x, np.zeros(10, int))
