@@ -22,7 +22,9 @@ Work of K(X, X), counted statically, before running anything:
 - bytes: `program_bytes`: for every node, its covariance arrays (nngp, and
   ntk when asked) read from each input and written once, at the node's
   layout (same-position: prod(S) entries per pair; pairs of positions:
-  prod(S)^2), in the computation's dtype. Variances, inputs and the padded
+  prod(S)^2), in the computation's dtype; a node that acts on the inputs
+  (a leading avgpool, `compiler.on_input`) reads and writes the two
+  examples' values instead. Variances, inputs and the padded
   copies a rule may make are not counted: this is the traffic a program that
   materialises every node's kernels exactly once would need.
 
@@ -136,7 +138,20 @@ def program_bytes(program, need_ntk: bool = True, itemsize: int = 4) -> int:
     nodes = program.graph.nodes
     entries = {n.id: math.prod(n.shape.spatial) ** (2 if program.layout[n.id] == PAIRS else 1) for n in nodes}
     arrays = 2 if need_ntk else 1
-    return sum(arrays * itemsize * (entries[n.id] + sum(entries[i] for i in n.inputs)) for n in nodes)
+    # Ops that act on the inputs (`compiler.on_input`: a leading avgpool) hold the two examples'
+    # values; those another op reads also form their covariance (written once, as any node's).
+    raw, formed = getattr(program, "raw", set()), getattr(program, "formed", set())
+    def values(i):  # the two examples' values at a node that acts on the inputs
+        shape = nodes[i].shape
+        return 2 * math.prod(shape.spatial) * (shape.channels or 1)
+    total = 0
+    for n in nodes:
+        if n.id in raw:  # inputs are not counted; an op on them reads and writes values
+            total += itemsize * (values(n.id) + sum(values(i) for i in n.inputs)) if n.inputs else 0
+            total += arrays * itemsize * entries[n.id] if n.id in formed else 0
+        else:
+            total += arrays * itemsize * (entries[n.id] + sum(entries[i] for i in n.inputs))
+    return total
 
 
 def symmetric_pairs(n: int) -> int:

@@ -86,3 +86,14 @@ def test_worker_reports_the_work_of_the_whole_kernel():
     assert result.flops == pairs * roofline.program_flops(program)["flops"]
     assert result.bytes == pairs * roofline.program_bytes(program)
     assert result.cpu_seconds > 0 and np.isfinite(result.gflops)
+
+
+def test_program_bytes_of_a_leading_pool_count_pooled_covariances():
+    """avgpool 4x4 of 28x28 images acts on the images (compiler.on_input): the bytes are those of
+    the same network on 7x7 inputs, plus the pooling of the two examples' values (2 x 784 read,
+    2 x 49 written), not the 784^2 covariance of the unpooled input."""
+    body = "conv 3x3 same\nrelu\ngap\ndense"
+    pooled = ik.compile(f"input 28x28x1\navgpool 4x4\n{body}").program
+    small = ik.compile(f"input 7x7x1\n{body}").program
+    want = roofline.program_bytes(small) + 4 * (2 * 784 + 2 * 49)
+    assert roofline.program_bytes(pooled) == want
