@@ -36,6 +36,19 @@ def _module(name: str):
     return importlib.import_module(f"infkernel.commands.{name}")
 
 
+def _unrecognized(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """parser.error (exit 2) naming the unknown arguments, with "did you mean" for options."""
+    import difflib
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    hints = []
+    for arg in unknown:
+        if arg.startswith("--"):
+            close = difflib.get_close_matches(arg.split("=")[0], options, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{arg.split('=')[0]}: did you mean {close[0]}?")
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" ({'; '.join(hints)})" if hints else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import __version__
 
@@ -43,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"infkernel {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    available = {}
+    available, subparsers = {}, {}
     for name, help_text in COMMANDS.items():
         try:
             module = _module(name)
@@ -51,9 +64,12 @@ def main(argv: list[str] | None = None) -> int:
             if e.name == f"infkernel.commands.{name}":
                 continue  # not built yet
             raise
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        subparsers[name] = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(subparsers[name])
         available[name] = module
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own usage, and the nearest option for each typo
+        _unrecognized(subparsers[args.command], unknown)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, category, *_, **__: print(  # no source line: a user's view

@@ -149,3 +149,11 @@ def test_a_classifier_fitted_on_one_class_is_refused_as_scikit_learn_does():
     x = np.random.default_rng(0).normal(size=(10, 4))
     with pytest.raises(ValueError, match="at least 2 classes"):
         KernelClassifier("input 4\ndense\nrelu\ndense\n").fit(x, np.zeros(10, int))
+
+
+def test_a_mistyped_option_names_the_nearest_one(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "specs/digits_mlp.ik", "--data", "digits", "--kernl", "ntk"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage: infkernel fit" in err
+    assert "unrecognized arguments: --kernl ntk" in err and "did you mean --kernel?" in err
