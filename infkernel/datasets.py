@@ -22,6 +22,8 @@ import math
 from pathlib import Path
 from typing import NamedTuple
 
+import warnings
+
 import numpy as np
 
 from .errors import SpecError
@@ -303,6 +305,10 @@ def subset(data: Dataset, n_train: int | None = None, n_test: int | None = None,
     for n, name in ((n_train, "n_train"), (n_test, "n_test")):
         if n is not None and n < 1:
             raise SpecError(f"{name} must be at least 1, got {n}")
+    for n, have, name in ((n_train, len(data.y_train), "n_train"), (n_test, len(data.y_test), "n_test")):
+        if n is not None and n > have:
+            warnings.warn(f"{name} = {n} is more than the {have} {name[2:]} examples of {data.name}: "
+                          f"using all {have}", stacklevel=2)
     rng = np.random.default_rng(seed)
     tr, te = _balanced(data.y_train, n_train, rng), _balanced(data.y_test, n_test, rng)
     return Dataset(data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te], data.name)

@@ -157,3 +157,18 @@ def test_a_mistyped_option_names_the_nearest_one(capsys):
     err = capsys.readouterr().err
     assert e.value.code == 2 and "usage: infkernel fit" in err
     assert "unrecognized arguments: --kernl ntk" in err and "did you mean --kernel?" in err
+
+
+def test_more_examples_asked_than_the_dataset_has_is_said(capsys):
+    assert main(["fit", "specs/digits_mlp.ik", "--data", "digits", "--n-train", "5000", "--n-test", "30",
+                 "--features", "16"]) == 0
+    err = capsys.readouterr().err
+    assert "n_train = 5000 is more than the 1347 train examples" in err
+
+
+def test_a_zero_memory_budget_says_it_must_be_positive():
+    from infkernel.engine.memory import parse_memory
+    with pytest.raises(SpecError, match="must be positive"):
+        parse_memory("0GB")
+    with pytest.raises(SpecError, match="cannot read"):
+        parse_memory("lots")

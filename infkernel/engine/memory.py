@@ -16,8 +16,10 @@ def parse_memory(memory) -> int:
             raise SpecError(f"memory must be positive, got {memory}")
         return int(memory)
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:E[0-9]+)?)\s*([KMGT]?B?)\s*", str(memory).upper())
-    if not m or float(m.group(1)) <= 0:
+    if not m:
         raise SpecError(f"cannot read memory size {memory!r}", hint="write e.g. 2GB or 512MB")
+    if float(m.group(1)) <= 0:
+        raise SpecError(f"memory must be positive, got {memory!r}", hint="write e.g. 2GB or 512MB")
     return int(float(m.group(1)) * UNITS[m.group(2)])
 
 
