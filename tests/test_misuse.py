@@ -172,3 +172,9 @@ def test_a_zero_memory_budget_says_it_must_be_positive():
         parse_memory("0GB")
     with pytest.raises(SpecError, match="cannot read"):
         parse_memory("lots")
+
+
+def test_a_non_ascii_name_says_names_are_ascii():
+    with pytest.raises(SpecError, match="ASCII") as e:
+        ik.parse("input 4\nlet \u03c3 = 2\ndense w_std=\u03c3\n")
+    assert "line 2" in str(e.value)

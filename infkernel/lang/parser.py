@@ -137,7 +137,9 @@ def _syntax_error(e: UnexpectedInput, lines: list[str]) -> SpecError:
     line, column = getattr(e, "line", -1), getattr(e, "column", -1)
     if isinstance(e, UnexpectedCharacters):
         char = lines[line - 1][column - 1] if 0 < line <= len(lines) and 0 < column <= len(lines[line - 1]) else "?"
-        return SpecError(f"unexpected character {char!r}", _where(lines, line, column))
+        hint = ("names (lets, ops, options) are ASCII letters, digits and _: write sigma, not \u03c3"
+                if not char.isascii() else None)
+        return SpecError(f"unexpected character {char!r}", _where(lines, line, column), hint)
     if isinstance(e, UnexpectedToken):
         token = e.token
         if token.type == "$END" or line < 1:
