@@ -26,7 +26,7 @@ def done_count(path: Path) -> int:
 
 
 def test_ctrl_c_on_a_zarr_run_prints_a_summary_and_the_store_resumes(tmp_path):
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(64, 4, 4, 2)).astype(np.float32))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(80, 4, 4, 2)).astype(np.float32))
     (tmp_path / "net.ik").write_text(SPEC)
     path = tmp_path / "K.zarr"
     cmd = [sys.executable, "-m", "infkernel.cli", "kernel", str(tmp_path / "net.ik"), "--x1", str(tmp_path / "x.npy"),
@@ -34,7 +34,8 @@ def test_ctrl_c_on_a_zarr_run_prints_a_summary_and_the_store_resumes(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), JAX_PLATFORMS="cpu")
     run = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + LIMIT
-    while done_count(path) < 5 and run.poll() is None and time.monotonic() < deadline:
+    # interrupt as soon as a tile is stored (on a loaded machine a whole run can pass within a few polls)
+    while done_count(path) < 1 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     out, err = run.communicate(timeout=LIMIT)
@@ -43,8 +44,8 @@ def test_ctrl_c_on_a_zarr_run_prints_a_summary_and_the_store_resumes(tmp_path):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted after"), err
     done = int(lines[0].split(": ")[1].split(" of ")[0])
-    assert done >= 5 and f"kept in {path}" in lines[0] and "run the same command again to resume" in lines[0]
-    total = 32 * 33 // 2
+    assert done >= 1 and f"kept in {path}" in lines[0] and "run the same command again to resume" in lines[0]
+    total = 40 * 41 // 2
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LIMIT)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{total - done} of {total} chunks computed, {done} already done" in again.stdout, again.stdout
