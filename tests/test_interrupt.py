@@ -17,12 +17,12 @@ LIMIT = 240
 
 
 def done_count(path: Path) -> int:
-    import zarr
-
-    try:
-        return int((zarr.open_group(path, mode="r")["done"][:] > 0).sum())
-    except Exception:  # noqa: BLE001 - not created yet
-        return 0
+    """Tiles marked done: the chunk files of the store's `done` array (one chunk per tile, written
+    when the tile is done). Counted on the file system, not through zarr: in the full suite the
+    parent's zarr reads of the store being written failed on every poll (counted 0) until the run
+    had finished, so the interrupt came too late."""
+    chunks = path / "done" / "c"
+    return sum(1 for f in chunks.rglob("*") if f.is_file()) if chunks.is_dir() else 0
 
 
 def test_ctrl_c_on_a_zarr_run_prints_a_summary_and_the_store_resumes(tmp_path):
