@@ -32,7 +32,7 @@ import numpy as np
 
 from ..engine import precision
 from ..errors import SpecError
-from .base import make_plan
+from .base import _positive, make_plan
 from .sketches import Draws
 
 MOVES = {"reshape", "broadcast_in_dim", "pad", "concatenate", "transpose", "convert_element_type", "slice",
@@ -143,8 +143,7 @@ def features_cost(spec, n_features: int, get: str = "ntk", activation: str = "ra
                              flops.get(f"node{n.id}", 0.0) + (flops.get("out", 0.0) if n.id == last - 1 else 0.0),
                              floats.get(n.id, 0), params.get(n.id, 0) + (params.get(last, 0) if n.id == last - 1 else 0))
                    for n in plan.graph.nodes)
-    if not isinstance(copies, int) or isinstance(copies, bool) or copies < 1:
-        raise SpecError(f"copies must be a positive integer, got {copies!r}")
+    _positive("copies", copies)
     return FeatureCost(int(n_features), int(dim) * copies, get, layers, plan.width, copies)
 
 
