@@ -151,6 +151,8 @@ class KernelFn:
             nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
                                             kinds=get)
             nngp = nngp if "nngp" in get else None
+            if self.engine.finite:  # checked on the device while it was computed
+                return Kernel(nngp, ntk)
         self._check_finite(x1, x2, nngp, ntk, dtype)
         return Kernel(nngp, ntk)
 

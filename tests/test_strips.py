@@ -49,3 +49,33 @@ def test_strips_equal_tiles_and_cross_kernel(n, dtype, monkeypatch):
         scale = np.abs(c).max()
         assert np.abs(a - b).max() <= tol * scale
         assert np.abs(a - c)[off].max(initial=0) <= tol * scale
+
+
+@pytest.mark.parametrize("n", [3, 40])
+def test_a_non_finite_entry_off_the_diagonal_is_still_caught(n, monkeypatch):
+    """The strips call checks finiteness on the device and the kernel then skips
+    its own pass over the result: an inf in one off-diagonal entry (injected into
+    the cross pass for the pair of examples whose first input is 7 and 9) must
+    still raise NonFiniteKernel, naming that entry."""
+    import jax.numpy as jnp
+
+    from infkernel.overflow import NonFiniteKernel
+    monkeypatch.setattr(strips, "SIDE", 4)
+    kfn = ik.compile(SPEC)
+    cross = kfn.program.cross_pass
+
+    def poisoned(x1, x2, v1, v2, need_ntk):
+        nngp, ntk = cross(x1, x2, v1, v2, need_ntk)
+        a, b = x1[:, None, 0], x2[None, :, 0]
+        hit = ((a == 7) & (b == 9)) | ((a == 9) & (b == 7))  # whichever way the strip holds it
+        return jnp.where(hit, jnp.inf, nngp), ntk
+
+    monkeypatch.setattr(kfn.program, "cross_pass", poisoned)
+    x = np.random.default_rng(0).standard_normal((n, 5))
+    x[n - 1, 0], x[1, 0] = 7, 9
+    with pytest.raises(NonFiniteKernel) as info:
+        kfn(x, progress=False)
+    assert kfn.engine.layout.mode == "strips"
+    assert sorted(info.value.pair) == [1, n - 1]
+    x[1, 0] = 8  # no such pair: finite, and no error
+    assert np.isfinite(kfn(x, progress=False).nngp).all()

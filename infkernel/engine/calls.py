@@ -89,21 +89,25 @@ class Calls:
         return jax.tree.map(lambda a: a.reshape((rows,) + a.shape[2:]), out)
 
     def _strips_body(self, x, v, rows, *, need_ntk, inner):
-        """(nngp, ntk) of the strips `rows` of K(x, x), each (len(rows), T, (h + 1) T)
-        with T = `inner`: x and v are the examples padded to k T rows and their
-        variances; strip r is row block r against [x; x][r T: (r + h + 1) T]."""
+        """(nngp, ntk, finite) of the strips `rows` of K(x, x) ((nngp, finite)
+        without the NTK): kernels (len(rows), T, (h + 1) T) with T = `inner`, and
+        whether each strip's entries are all finite (len(rows),). x and v are the
+        examples padded to m = k T rows and their variances; strip r is row block
+        r against rows r T, ..., r T + (h + 1) T - 1 (mod m), gathered."""
         side = inner
         k = x.shape[0] // side
         width = (k // 2 + 1) * side
-        xx, vv = jax.tree.map(lambda a: jnp.concatenate([a, a]), (x, v))
+        m = x.shape[0]
         cut = lambda a, start, size: lax.dynamic_slice_in_dim(a, start, size, 0)
+        window = lambda a, start: jnp.take(a, (start + jnp.arange(width)) % m, axis=0, mode="clip")
 
         def step(r):
             start = r * side
-            nngp, ntk = self.program.cross_pass(cut(xx, start, side), cut(xx, start, width),
-                                                jax.tree.map(lambda a: cut(a, start, side), vv),
-                                                jax.tree.map(lambda a: cut(a, start, width), vv), need_ntk)
-            return (nngp, ntk) if need_ntk else nngp
+            nngp, ntk = self.program.cross_pass(cut(x, start, side), window(x, start),
+                                                jax.tree.map(lambda a: cut(a, start, side), v),
+                                                jax.tree.map(lambda a: window(a, start), v), need_ntk)
+            out = (nngp, ntk) if need_ntk else (nngp,)
+            return out + (jnp.all(jnp.array([jnp.isfinite(a).all() for a in out])),)
 
         return lax.map(step, rows)
 

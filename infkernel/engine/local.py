@@ -46,6 +46,9 @@ class Engine:
         self.layout: Layout | None = None  # of the last computation
         self.self_layout: Layout | None = None
         self._tile_kernels: dict = {}
+        # True when the last `compute` saw that every entry it wrote is finite
+        # (the strips path checks on the device); False means "not checked".
+        self.finite = False
 
     def tile_kernel(self, plan):
         """The `tiles.TileKernel` of this program under `plan`, kept across calls."""
@@ -101,6 +104,7 @@ class Engine:
         n1, n2 = x1.shape[0], x2.shape[0]
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
             raise SpecError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.finite = False
         budget_total = parse_memory(memory) if memory is not None else default_memory()
         mesh = self.calls.mesh()
         devices = mesh.devices.size
@@ -131,6 +135,7 @@ class Engine:
                     for target, value in zip(targets, diag):
                         if target is not None:
                             np.fill_diagonal(target, value)
+                    self.finite = self.finite and all(np.isfinite(d).all() for d in diag if d is not None)
             except BaseException:
                 outputs.discard()
                 raise
@@ -240,11 +245,11 @@ class Engine:
         try:
             xx, vv = jax.device_put((pad_to(x, m), jax.tree.map(lambda a: pad_to(a, m), v)), whole)
             rows = jax.device_put(strip_rows(k, devices), NamedSharding(mesh, PartitionSpec(AXIS)))
-            out = fn(xx, vv, rows)
-            values = out if need_ntk else (out, None)
-            for target, value in zip(targets, values):
-                if target is not None and value is not None:
-                    assemble(np.asarray(value), k, h, side, target)
+            *values, finite = fn(xx, vv, rows)
+            pairs = [(np.asarray(v), t) for v, t in zip(values, targets) if t is not None]
+            assemble([v for v, _ in pairs], k, h, side, [t for _, t in pairs])
+            # Every strip finite (padding included): the kernels need no second look.
+            self.finite = bool(np.asarray(finite).all())
             bar.update()
         finally:
             bar.close()

@@ -42,20 +42,26 @@ def strip_rows(k: int, devices: int) -> np.ndarray:
     return rows.astype(np.int32)
 
 
-def assemble(strips: np.ndarray, k: int, h: int, side: int, target: np.ndarray) -> None:
-    """The (n, n) symmetric matrix into `target` from strips (>= k, T, (h + 1) T):
-    block (r, (r + o) mod k) = strips[r][:, o T:(o + 1) T] and its transpose; a
-    diagonal block (o = 0) is made exactly symmetric from its upper triangle."""
-    n = target.shape[0]
+def assemble(strips, k: int, h: int, side: int, targets, threads: int = 2) -> None:
+    """The (n, n) symmetric matrices into `targets` from their strips, each
+    (>= k, T, (h + 1) T) (one array and one target, or lists of both):
+    block (r, (r + o) mod k) = strips[r][:, o T:(o + 1) T] and its transpose;
+    a diagonal block (o = 0) is made exactly symmetric from its upper triangle.
+    Row blocks go to `threads` threads (numpy copies release the GIL; every
+    block of the target is written by one strip only)."""
+    if not isinstance(targets, (list, tuple)):
+        strips, targets = [strips], [targets]
+    n = targets[0].shape[0]
     t = side
+    upper = np.triu(np.ones((t, t), dtype=bool))
 
     def bounds(b):
         return b * t, min((b + 1) * t, n)
 
-    for r in range(k):
+    def rows(r):
         r0, r1 = bounds(r)
         if r0 >= n:
-            continue
+            return
         for o in range(h + 1):
             if o == h and k % 2 == 0 and r >= h:
                 continue  # the same pair of blocks as strip r - h, offset h
@@ -63,10 +69,19 @@ def assemble(strips: np.ndarray, k: int, h: int, side: int, target: np.ndarray) 
             c0, c1 = bounds(c)
             if c0 >= n:
                 continue
-            block = strips[r, : r1 - r0, o * t: o * t + (c1 - c0)]
-            if o == 0:
-                block = np.triu(block) + np.triu(block, 1).T
-                target[r0:r1, c0:c1] = block
-            else:
-                target[r0:r1, c0:c1] = block
-                target[c0:c1, r0:r1] = block.T
+            for values, target in zip(strips, targets):
+                block = values[r, : r1 - r0, o * t: o * t + (c1 - c0)]
+                if o == 0:
+                    m = r1 - r0
+                    target[r0:r1, c0:c1] = np.where(upper[:m, :m], block, block.T)
+                else:
+                    target[r0:r1, c0:c1] = block
+                    target[c0:c1, r0:r1] = block.T
+
+    if threads <= 1 or k < 4:
+        for r in range(k):
+            rows(r)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(rows, range(k)))
