@@ -35,7 +35,7 @@ class Calls:
                     "strips": self._strips_body}[kind]
             spec = PartitionSpec(AXIS)
             if kind == "strips":
-                in_specs = (PartitionSpec(), PartitionSpec(), spec)
+                in_specs = (PartitionSpec(), spec)
             elif kind == "blocks":
                 in_specs = (spec, PartitionSpec(), spec, PartitionSpec())
             elif kind == "self":
@@ -88,16 +88,19 @@ class Calls:
         out = lax.map(step, (split(x1), jax.tree.map(split, v1)))
         return jax.tree.map(lambda a: a.reshape((rows,) + a.shape[2:]), out)
 
-    def _strips_body(self, x, v, rows, *, need_ntk, inner):
-        """(nngp, ntk, finite) of the strips `rows` of K(x, x) ((nngp, finite)
-        without the NTK): kernels (len(rows), T, (h + 1) T) with T = `inner`, and
-        whether each strip's entries are all finite (len(rows),). x and v are the
-        examples padded to m = k T rows and their variances; strip r is row block
-        r against rows r T, ..., r T + (h + 1) T - 1 (mod m), gathered."""
+    def _strips_body(self, x, rows, *, need_ntk, inner):
+        """K(x, x) of a vector network as strips (see `strips`), and its diagonal:
+        (nngp, ntk, finite, diag_nngp, diag_ntk), without the NTK (nngp, finite,
+        diag_nngp). Kernels (len(rows), T, (h + 1) T) with T = `inner`: x is the
+        examples padded to m = k T rows, and strip r is row block r against rows
+        r T, ..., r T + (h + 1) T - 1 (mod m), gathered; `finite` (len(rows),)
+        says whether each strip's entries are all finite. The self pass (the
+        variances the rules read, and K(x_a, x_a)) runs first in the same call."""
         side = inner
-        k = x.shape[0] // side
-        width = (k // 2 + 1) * side
         m = x.shape[0]
+        k = m // side
+        width = (k // 2 + 1) * side
+        v, diag = self._self_body(x, need_ntk=need_ntk, inner=m)
         cut = lambda a, start, size: lax.dynamic_slice_in_dim(a, start, size, 0)
         window = lambda a, start: jnp.take(a, (start + jnp.arange(width)) % m, axis=0, mode="clip")
 
@@ -109,7 +112,8 @@ class Calls:
             out = (nngp, ntk) if need_ntk else (nngp,)
             return out + (jnp.all(jnp.array([jnp.isfinite(a).all() for a in out])),)
 
-        return lax.map(step, rows)
+        out = lax.map(step, rows)
+        return out + tuple(d for d in diag if d is not None)
 
     def compiled(self, kind, mesh, need_ntk, inner, args, budget, shrink):
         """The jitted function for these shapes, compiled now; if XLA's buffers

@@ -119,8 +119,11 @@ class Engine:
             # correlation is exactly 1 (arccos is steepest there: a cross pass, whose
             # input covariance is rounded differently from the variances, would give
             # diagonal NTK entries that depend on the tiling at the 1e-4 level in float32).
-            v1, diag = self.variances(x1, jdtype, budget, batch_size, mesh, need_ntk and symmetric)
-            v2 = v1 if symmetric else self.variances(x2, jdtype, budget, batch_size, mesh)[0]
+            strips = symmetric and batch_size is None and not self.pairs and self._strips_fit(
+                n1, devices, budget, pair_bytes(self.program, itemsize), itemsize)
+            if not strips:
+                v1, diag = self.variances(x1, jdtype, budget, batch_size, mesh, need_ntk and symmetric)
+                v2 = v1 if symmetric else self.variances(x2, jdtype, budget, batch_size, mesh)[0]
             want = [k for k in kinds if k != "ntk" or need_ntk]
             outputs = Outputs(out, want, (n1, n2), jdtype)
             arrays = outputs.arrays
@@ -129,8 +132,11 @@ class Engine:
                 targets[0] = None
             run = self._run_pairs if self.pairs else self._run_blocks
             try:
-                run(x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh, targets,
-                    progress, started)
+                if strips:  # the self pass runs inside the strips call
+                    diag = self._run_strips(x1, need_ntk, mesh, targets, progress)
+                else:
+                    run(x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh, targets,
+                        progress, started)
                 if symmetric:
                     for target, value in zip(targets, diag):
                         if target is not None:
@@ -232,9 +238,11 @@ class Engine:
         strips = 2 * 2 * rows * side * (h + 1) * side * itemsize  # nngp and ntk, twice
         return strips + side * (h + 1) * side * per_pair <= budget
 
-    def _run_strips(self, x, v, need_ntk, mesh, targets, progress):
-        """K(x, x) in one call over strips of the upper triangle (see `strips`);
-        the progress bar has one step: the call, then the assembly."""
+    def _run_strips(self, x, need_ntk, mesh, targets, progress):
+        """K(x, x) in one call over strips of the upper triangle (see `strips`),
+        into `targets` but for the diagonal, which is returned: (nngp, ntk or
+        None) of each example with itself, from the self pass in the same call.
+        The progress bar has one step: the call, then the assembly."""
         devices = mesh.devices.size
         side, k, h = strip_plan(x.shape[0], devices)
         m = k * side
@@ -243,9 +251,11 @@ class Engine:
         whole = NamedSharding(mesh, PartitionSpec())
         bar = self._bar(1, x.shape[0] ** 2, progress)
         try:
-            xx, vv = jax.device_put((pad_to(x, m), jax.tree.map(lambda a: pad_to(a, m), v)), whole)
+            xx = jax.device_put(pad_to(x, m), whole)
             rows = jax.device_put(strip_rows(k, devices), NamedSharding(mesh, PartitionSpec(AXIS)))
-            *values, finite = fn(xx, vv, rows)
+            out = fn(xx, rows)
+            kinds = 2 if need_ntk else 1
+            values, finite, diag = out[:kinds], out[kinds], out[kinds + 1:]
             pairs = [(np.asarray(v), t) for v, t in zip(values, targets) if t is not None]
             assemble([v for v, _ in pairs], k, h, side, [t for _, t in pairs])
             # Every strip finite (padding included): the kernels need no second look.
@@ -253,14 +263,15 @@ class Engine:
             bar.update()
         finally:
             bar.close()
+        n = x.shape[0]
+        diag = [np.asarray(d)[:n] for d in diag]
+        return diag[0], (diag[1] if need_ntk else None)
 
     def _run_blocks(self, x1, x2, v1, v2, symmetric, need_ntk, jdtype, itemsize, budget, batch_size, mesh,
                     targets, progress, started):
         n1, n2 = x1.shape[0], x2.shape[0]
         devices = mesh.devices.size
         per_pair = pair_bytes(self.program, itemsize)
-        if symmetric and batch_size is None and self._strips_fit(n1, devices, budget, per_pair, itemsize):
-            return self._run_strips(x1, v1, need_ntk, mesh, targets, progress)
         plan = plan_blocks(n1, n2, symmetric, devices, budget, per_pair, itemsize,
                            pair_seconds(self.program), batch_size, max(node_entries(self.program)))
         side = plan.per_call
