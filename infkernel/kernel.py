@@ -58,9 +58,10 @@ def reshape_to_input(x: np.ndarray, dims, name: str = "x") -> np.ndarray:
     return x.reshape((x.shape[0],) + dims)
 
 
-def check_inputs(x, dims: tuple[int, ...], name: str) -> np.ndarray:
+def check_inputs(x, dims: tuple[int, ...], name: str, dtype: str | None = None) -> np.ndarray:
     """x as a float numpy array of shape (n, *dims) (reshaped by `reshape_to_input` where the
-    per-example size matches), or a SpecError naming both shapes."""
+    per-example size matches), or a SpecError naming both shapes. With `dtype`, a SpecError
+    also for values beyond that dtype's range (they would become inf when cast)."""
     try:
         x = np.asarray(x)
     except Exception as e:
@@ -73,6 +74,12 @@ def check_inputs(x, dims: tuple[int, ...], name: str) -> np.ndarray:
     bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
     if bad.any():
         raise SpecError(f"{name} contains NaN or inf (row {int(np.argmax(bad))})")
+    if dtype is not None and x.size and x.dtype.itemsize > np.dtype(dtype).itemsize:
+        big = np.abs(x).max()
+        if big > np.finfo(dtype).max:
+            i = np.unravel_index(int(np.argmax(np.abs(x))), x.shape)
+            raise SpecError(f"{name}[{i[0]}] holds {float(x[i]):.3g}, beyond the range of {dtype} "
+                            f"(largest {np.finfo(dtype).max:.3g})", hint="use dtype='float64', or rescale the inputs")
     return x
 
 
@@ -138,8 +145,8 @@ class KernelFn:
         get = check_get(get)
         dims = self.graph.input_shape
         symmetric = x2 is None or x2 is x1
-        x1 = check_inputs(x1, dims, "x1")
-        x2 = None if symmetric else check_inputs(x2, dims, "x2")
+        x1 = check_inputs(x1, dims, "x1", check_dtype(dtype))
+        x2 = None if symmetric else check_inputs(x2, dims, "x2", dtype)
         if self.quadrature_nodes:
             self._check_quadrature(x1, x2, "ntk" in get, check_dtype(dtype), batch_size, memory)
         if scheduler is not None or workers is not None or is_store(out):

@@ -178,3 +178,22 @@ def test_a_non_ascii_name_says_names_are_ascii():
     with pytest.raises(SpecError, match="ASCII") as e:
         ik.parse("input 4\nlet \u03c3 = 2\ndense w_std=\u03c3\n")
     assert "line 2" in str(e.value)
+
+
+def test_inputs_beyond_float32_are_named_before_any_cast():
+    """1e200 becomes inf when cast to float32: a SpecError naming the row and the
+    dtype, without NumPy's overflow warning first; float64 is not refused."""
+    import warnings
+
+    from infkernel.overflow import NonFiniteKernel
+    kfn = ik.compile("input 2\ndense\nrelu\ndense\n")
+    x = np.array([[0.5, 0.2], [1e200, 1.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SpecError, match=r"x1\[1\] holds 1e\+200, beyond the range of float32") as info:
+            kfn(x, progress=False)
+    assert not isinstance(info.value, NonFiniteKernel)
+    with pytest.raises(SpecError, match=r"x2\[0\]"):
+        kfn(x[:1], x[1:], progress=False)
+    with pytest.raises(NonFiniteKernel):  # in range of float64, its square is not
+        kfn(x, dtype="float64", progress=False)
