@@ -25,8 +25,8 @@ def input_covariance(x1, x2, layout):
     spatial, c = x1.shape[1:-1], x1.shape[-1]
     n1, n2 = x1.shape[0], x2.shape[0]
     hi = lax.Precision.HIGHEST
-    if not spatial:  # a vector of features: one matrix product
-        return jnp.dot(x1, x2.T, precision=hi) / c
+    if not spatial:  # a vector of features: one matrix product, whose output XLA lays
+        return jnp.dot(x1, x2.T, precision=hi) / c  # out (n1, n2) (the einsum's came transposed)
     a, b = x1.reshape(n1, -1, c), x2.reshape(n2, -1, c)
     if layout == PAIRS and spatial:
         k = jnp.einsum("aic,bjc->abij", a, b, precision=hi)
