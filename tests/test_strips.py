@@ -79,3 +79,13 @@ def test_a_non_finite_entry_off_the_diagonal_is_still_caught(n, monkeypatch):
     assert sorted(info.value.pair) == [1, n - 1]
     x[1, 0] = 8  # no such pair: finite, and no error
     assert np.isfinite(kfn(x, progress=False).nngp).all()
+
+
+@pytest.mark.parametrize("n, rows", [(5, 5), (5, 8), (1, 4)])
+def test_aligned_pad_is_pad_to_in_aligned_memory(n, rows):
+    from infkernel.engine.plan import ALIGN, aligned_pad, pad_to
+    a = np.random.default_rng(n).standard_normal((n + 1, 3)).astype(np.float32)[1:]  # a view: 12 B offset
+    out = aligned_pad(a, rows)
+    assert out.ctypes.data % ALIGN == 0 and out.flags.c_contiguous
+    assert np.array_equal(out, pad_to(a, rows))
+    assert aligned_pad(out, rows) is out  # already aligned and long enough: no copy

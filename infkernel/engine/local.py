@@ -29,7 +29,7 @@ from ..errors import SpecError
 from .calls import Calls
 from .memory import default_memory, parse_memory
 from .outputs import Outputs
-from .plan import (AXIS, Layout, input_bytes, node_entries, pad_to, pair_bytes, pair_count, pair_seconds,
+from .plan import (AXIS, Layout, aligned_pad, input_bytes, node_entries, pad_to, pair_bytes, pair_count, pair_seconds,
                    pair_stream, plan_blocks, plan_pairs, ranges, uses_pairs)
 from .precision import precision
 from .strips import assemble, strip_plan, strip_rows
@@ -251,7 +251,7 @@ class Engine:
         whole = NamedSharding(mesh, PartitionSpec())
         bar = self._bar(1, x.shape[0] ** 2, progress)
         try:
-            xx = jax.device_put(pad_to(x, m), whole)
+            xx = jax.device_put(aligned_pad(x, m), whole)
             rows = jax.device_put(strip_rows(k, devices), NamedSharding(mesh, PartitionSpec(AXIS)))
             out = fn(xx, rows)
             kinds = 2 if need_ntk else 1

@@ -177,6 +177,24 @@ def pad_to(a: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([a, np.repeat(a[:1], rows - a.shape[0], axis=0)])
 
 
+ALIGN = 64  # bytes: JAX's CPU client then uses a numpy array's memory instead of copying it
+
+
+def aligned_pad(a: np.ndarray, rows: int) -> np.ndarray:
+    """`pad_to(a, rows)` in memory aligned to ALIGN bytes (a itself if it already
+    is): `jax.device_put` on CPU then aliases it instead of copying (4 ms for the
+    6.4 MB of fc-deep's inputs). The caller must not write to it while JAX uses it."""
+    if a.shape[0] == rows and a.flags.c_contiguous and a.ctypes.data % ALIGN == 0:
+        return a
+    size = rows * int(np.prod(a.shape[1:], dtype=np.int64)) * a.itemsize
+    raw = np.empty(size + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    out = raw[start:start + size].view(a.dtype).reshape((rows,) + a.shape[1:])
+    out[: a.shape[0]] = a
+    out[a.shape[0]:] = a[:1]
+    return out
+
+
 def pair_stream(n1: int, n2: int, symmetric: bool, size: int, block: int = 256):
     """Index arrays (a, b) of at most `size` pairs: all pairs of n1 x n2, or only
     a < b when symmetric; enumerated block by block for locality of writes."""
