@@ -42,8 +42,12 @@ class Calls:
                 in_specs = (spec,)
             else:
                 in_specs = (spec, spec, spec, spec)
+            out_specs = spec
+            if kind == "strips":  # strips and their flags split over devices; the diagonal replicated
+                kinds = 2 if need_ntk else 1
+                out_specs = (spec,) * (kinds + 1) + (PartitionSpec(),) * kinds
             fn = jax.shard_map(lambda *a: body(*a, need_ntk=need_ntk, inner=inner), mesh=mesh,
-                               in_specs=in_specs, out_specs=spec, check_vma=False)
+                               in_specs=in_specs, out_specs=out_specs, check_vma=False)
             self._fns[key] = jax.jit(fn)
         return self._fns[key]
 
