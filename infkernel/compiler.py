@@ -40,6 +40,7 @@ from .ops.base import to_layout
 from .ops.structure import input_covariance
 
 
+UNROLL_BYTES = 256 * 1024  # a scan carry this large runs two iterations per loop step (`Program._scan`)
 _RAW = "x"  # env key prefix of the transformed inputs: env[_RAW, node id] = (x1', x2')
 
 
@@ -261,11 +262,16 @@ class Program:
         xs = None
         if variances is not None:  # (n, length, ...) -> (length, n, ...)
             xs = tuple(jax.tree.map(lambda a: jnp.moveaxis(a, 1, 0), v[scan.key]) for v in variances)
-        # Two iterations per loop step: the first writes a fresh buffer, the second
-        # writes the carry's buffer from it. With one, XLA copies the carry every
-        # iteration, because the fusion that writes it also reads it (measured:
-        # -9% CPU on fc-deep, -20% on cnn-flatten; see docs/performance.md).
-        final, ys = lax.scan(body, _pack(env[scan.entry]), xs, length=scan.length, unroll=2)
+        # Two iterations per loop step when the carry is large: the first writes a
+        # fresh buffer, the second writes the carry's buffer from it. With one, XLA
+        # copies the carry every iteration, because the fusion that writes it also
+        # reads it (measured: -9% CPU on fc-deep, -20% on cnn-flatten and cnn-gap;
+        # see docs/performance.md). Small carries keep one: the copy is cheap there
+        # and the doubled body costs ~10% more compile time.
+        carry = _pack(env[scan.entry])
+        size = sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(carry))
+        unroll = 2 if size >= UNROLL_BYTES else 1
+        final, ys = lax.scan(body, carry, xs, length=scan.length, unroll=unroll)
         if record is not None:
             record[scan.key] = jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), ys)
         env[scan.final] = _unpack(final)

@@ -159,6 +159,23 @@ def test_repeat_lowers_to_a_scan_that_does_not_grow_with_depth():
     assert abs(jaxpr_size(100) - jaxpr_size(10)) <= 8  # only the scan length differs
 
 
+@pytest.mark.parametrize("depth", [4])  # a scan of 3 iterations: one double step and one single
+def test_two_iterations_per_loop_step_give_the_same_kernel(depth, monkeypatch):
+    """Scans with a large carry run two iterations per loop step (compiler.UNROLL_BYTES):
+    forced on every scan, the kernels of dense and conv repeats equal the one-step scan's."""
+    from infkernel import compiler
+    specs = [f"input 3\nrepeat {depth}:\n    dense w_std=1.4 b_std=0.1\n    relu\ndense\n",
+             f"input 4x4x2\nrepeat {depth}:\n    conv 3x3 same w_std=1.4\n    erf\ngap\ndense\n"]
+    for spec in specs:
+        x = np.random.default_rng(depth).standard_normal((5,) + ik.parse(spec).input_shape)
+        monkeypatch.setattr(compiler, "UNROLL_BYTES", 1 << 60)
+        one = ik.compile(spec)(x, dtype="float64", progress=False)
+        monkeypatch.setattr(compiler, "UNROLL_BYTES", 0)
+        two = ik.compile(spec)(x, dtype="float64", progress=False)
+        for kind in ("nngp", "ntk"):
+            np.testing.assert_allclose(getattr(two, kind), getattr(one, kind), rtol=1e-12, atol=0)
+
+
 def test_first_iteration_with_other_fan_in_is_peeled_not_unrolled_all():
     spec = "input 3x3x2\nparameterization standard\nrepeat 5:\n    conv 3x3 same width=4\n    relu\nflatten\ndense width=1\n"
     program = Program(ik.parse(spec))
