@@ -89,3 +89,16 @@ def test_aligned_pad_is_pad_to_in_aligned_memory(n, rows):
     assert out.ctypes.data % ALIGN == 0 and out.flags.c_contiguous
     assert np.array_equal(out, pad_to(a, rows))
     assert aligned_pad(out, rows) is out  # already aligned and long enough: no copy
+
+
+def test_wide_inputs_that_do_not_fit_go_in_tiles():
+    """The strips call holds x and a gathered window of (k/2 + 1) T rows of it on
+    the device: with 20,000 features and a 40 MB budget that does not fit, and
+    the kernel comes from square tiles instead, equal to the strips' one."""
+    kfn = ik.compile("input 20000\ndense w_std=1.4 b_std=0.1\nrelu\ndense\n")
+    x = np.random.default_rng(0).standard_normal((300, 20000)).astype(np.float32)
+    tiles = kfn(x, memory="40MB", progress=False)
+    assert kfn.engine.layout.mode == "blocks"
+    strips = kfn(x, memory="1GB", progress=False)
+    assert kfn.engine.layout.mode == "strips"
+    np.testing.assert_allclose(tiles.ntk, strips.ntk, rtol=0, atol=1e-6 * np.abs(strips.ntk).max())

@@ -120,7 +120,7 @@ class Engine:
             # input covariance is rounded differently from the variances, would give
             # diagonal NTK entries that depend on the tiling at the 1e-4 level in float32).
             strips = symmetric and batch_size is None and not self.pairs and self._strips_fit(
-                n1, devices, budget, pair_bytes(self.program, itemsize), itemsize)
+                n1, devices, budget, pair_bytes(self.program, itemsize), itemsize, x1[0].size)
             if not strips:
                 v1, diag = self.variances(x1, jdtype, budget, batch_size, mesh, need_ntk and symmetric)
                 v2 = v1 if symmetric else self.variances(x2, jdtype, budget, batch_size, mesh)[0]
@@ -228,15 +228,19 @@ class Engine:
         calls = -(-total // size)
         self._drive(pair_stream(n1, n2, symmetric, size), launch, store, calls, n1 * n2, progress, started)
 
-    def _strips_fit(self, n, devices, budget, per_pair, itemsize) -> bool:
+    def _strips_fit(self, n, devices, budget, per_pair, itemsize, features) -> bool:
         """Whether K(x, x) goes in one call of strips (`strips`): a vector network
-        (no spatial axes) whose strips, stacked twice for the copy out, fit the budget."""
+        (no spatial axes) whose strips, stacked twice for the copy out, a strip's
+        working set, and the inputs (x on every device, a strip's rows and its
+        gathered window; `features` numbers per example) fit the budget."""
         if max(node_entries(self.program)) != 1:
             return False
         side, k, h = strip_plan(n, devices)
         rows = -(-k // devices)  # strips per device
-        strips = 2 * 2 * rows * side * (h + 1) * side * itemsize  # nngp and ntk, twice
-        return strips + side * (h + 1) * side * per_pair <= budget
+        width = (h + 1) * side
+        strips = 2 * 2 * rows * side * width * itemsize  # nngp and ntk, twice
+        inputs = (k * side + width + side) * features * itemsize
+        return strips + side * width * per_pair + inputs <= budget
 
     def _run_strips(self, x, need_ntk, mesh, targets, progress):
         """K(x, x) in one call over strips of the upper triangle (see `strips`),
