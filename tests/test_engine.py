@@ -152,6 +152,14 @@ def test_tile_side_keeps_a_tile_of_covariances_within_the_cache_budget():
     assert (layout.per_call, layout.inner) == (16, 16)
 
 
+def test_vector_tiles_step_over_rows_whose_covariances_fit_the_cache_budget():
+    # K(x1, x2) of a dense net, 2048 x 2048 in one tile: 128 rows per step (128 x 2048 x 4 B = 1 MiB),
+    # not all 2048 rows at once (each layer would then stream 16 MB arrays through memory).
+    layout = engine.plan_blocks(2048, 2048, False, 1, 2**32, 100, 4, 1e-8, None)
+    assert layout.per_call * layout.inner * 4 <= engine.plan.FAST_BYTES and layout.inner >= 64
+    assert layout.per_call % layout.inner == 0
+
+
 def test_pair_stream_covers_each_pair_once():
     for n1, n2, sym in ((7, 7, True), (5, 9, False), (300, 300, True)):
         pairs = [(a, b) for ia, ib in engine.pair_stream(n1, n2, sym, 37, block=64) for a, b in zip(ia, ib)]
