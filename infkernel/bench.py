@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import SpecError
@@ -149,6 +149,16 @@ def run_peer(python: str, name: str, n: int, save: str | None = None, timeout: f
     data = json.loads(stdout.strip().splitlines()[-1])
     return Result("neural-tangents", name, n, data["seconds"], data["first_call_seconds"] - data["seconds"], peak,
                   [data["seconds"]])
+
+
+def median_result(results: list[Result]) -> Result:
+    """Several rounds of one measurement as one: median seconds, CPU and compile
+    time, the largest peak memory, every round's seconds in `times`."""
+    first = results[0]
+    med = lambda get: statistics.median(get(r) for r in results)
+    return replace(first, seconds=med(lambda r: r.seconds), compile_seconds=med(lambda r: r.compile_seconds),
+                   cpu_seconds=med(lambda r: r.cpu_seconds), peak_mb=max(r.peak_mb for r in results),
+                   times=[r.seconds for r in results])
 
 
 def worker(name: str, n: int, repeats: int, memory, save: str | None) -> dict:

@@ -66,3 +66,38 @@ def test_reference_line_reports_each_float32_kernel_against_the_float64_one(tmp_
 def test_x64_reference_needs_the_peer(capsys):
     assert main(["bench", "attention", "--x64-reference"]) == 2
     assert "needs --peer" in capsys.readouterr().err
+
+
+FAKE_PEER = """
+import json, sys, pathlib
+import numpy as np
+n = int(sys.argv[3])
+np.savez(sys.argv[sys.argv.index("--save") + 1], nngp=np.eye(n), ntk=np.eye(n))
+count = pathlib.Path(__file__).with_name("count")
+calls = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(calls))
+print(json.dumps({"seconds": [4.0, 1.0][calls - 1], "first_call_seconds": 9.0}))
+"""
+
+
+def test_rounds_alternate_the_two_and_report_medians(tmp_path, monkeypatch, capsys):
+    """--rounds 2 runs infkernel and neural-tangents (here a stand-in that takes 4 s, then 1 s)
+    twice each: the row shows the median 2.5 s, and a line lists both rounds."""
+    import sys
+    (tmp_path / "nt_bench.py").write_text(FAKE_PEER)
+    monkeypatch.setenv("INFKERNEL_PEER_DIR", str(tmp_path))
+    assert main(["bench", "fc-deep:6", "--peer", sys.executable, "--rounds", "2", "--repeats", "1",
+                 "--no-peaks"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("fc-deep "))
+    assert "    2.50 " in row  # NT s, the median of 4 and 1
+    assert "2 rounds" in out and "neural-tangents 4 1," in out
+    assert (tmp_path / "count").read_text() == "2"
+
+
+def test_median_result_takes_medians_and_the_largest_peak():
+    rounds = [bench.Result("infkernel", "fc-deep", 8, s, c, mb, cpu_seconds=s / 2)
+              for s, c, mb in [(3.0, 1.0, 100), (1.0, 5.0, 300), (2.0, 2.0, 200)]]
+    merged = bench.median_result(rounds)
+    assert (merged.seconds, merged.compile_seconds, merged.cpu_seconds, merged.peak_mb) == (2.0, 2.0, 1.0, 300)
+    assert merged.times == [3.0, 1.0, 2.0]

@@ -4,7 +4,9 @@ Each measurement runs in a fresh process (peak memory is that process's own):
 one call that compiles, then the median of `--repeats` calls of K(X, X), nngp
 and ntk, float32. With `--peer PYTHON` (the interpreter of the neural-tangents
 venv, see ../shared/peer/setup.sh) the reference runs on the same inputs, and
-the speedup and the largest relative difference of the kernels are printed.
+the speedup and the largest relative difference of the kernels are printed;
+`--rounds R` alternates the two R times per workload (fresh processes) and
+prints the medians, and each round's seconds and speedup.
 `--compile-depth` times compiling a 10- and a 100-layer ReLU network instead.
 
 Roofline columns: first the machine's own peaks are measured in a fresh
@@ -32,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--peer", metavar="PYTHON", default=None,
                         help="python of the neural-tangents venv: also run the reference and compare")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls after the compiling one (median)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --peer: measure each workload this many times, alternating infkernel and "
+                             "neural-tangents in fresh processes; medians of the rounds (on a noisy machine)")
     parser.add_argument("--memory", default=None, help="memory budget of the engine, e.g. 1GB")
     parser.add_argument("--compile-depth", action="store_true",
                         help="time compiling a 10- and a 100-layer ReLU network (repeat -> lax.scan)")
@@ -67,8 +72,8 @@ def run(args) -> int:
         _say(f"ratio 100/10: {times[100] / times[10]:.2f}")
         return 0
     runs = [_workload(item, args.n) for item in args.workloads or bench.WORKLOADS]
-    if args.repeats < 1 or (args.n is not None and args.n < 1):
-        raise SpecError("--n and --repeats must be positive")
+    if args.repeats < 1 or args.rounds < 1 or (args.n is not None and args.n < 1):
+        raise SpecError("--n, --repeats and --rounds must be positive")
     if args.peer and not os.path.exists(args.peer):
         raise SpecError(f"--peer: no interpreter at {args.peer}", hint="run bash ../shared/peer/setup.sh")
     if args.peer and not (bench.peer_dir() / "nt_bench.py").exists():  # before any work, not after ours
@@ -84,24 +89,29 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, n in runs:
             ours_file = os.path.join(tmp, f"{name}.ik.npz") if args.peer else None
+            peer_file = os.path.join(tmp, f"{name}.nt.npz")
+            rounds, peers = [], []
             try:
-                ours = bench.run_infkernel(name, n, args.repeats, args.memory, ours_file, args.timeout)
+                for _ in range(args.rounds if args.peer else 1):
+                    rounds.append(bench.run_infkernel(name, n, args.repeats, args.memory, ours_file, args.timeout))
+                    if args.peer:
+                        peers.append(bench.run_peer(args.peer, name, n, peer_file, args.timeout))
             except RuntimeError as e:
                 print(f"{name}: {e}", file=sys.stderr)
                 failed += 1
-                continue
-            if not args.peer:
+                if not rounds or (args.peer and not peers):
+                    continue
+            ours = bench.median_result(rounds)
+            if not args.peer or not peers:
                 _say(bench.row(ours, peaks=peaks))
                 continue
-            peer_file = os.path.join(tmp, f"{name}.nt.npz")
-            try:
-                peer = bench.run_peer(args.peer, name, n, peer_file, args.timeout)
-            except RuntimeError as e:
-                _say(bench.row(ours, peaks=peaks))
-                print(f"{name}: neural-tangents: {e}", file=sys.stderr)
-                failed += 1
-                continue
+            peer = bench.median_result(peers)
             _say(bench.row(ours, peer, bench.compare(ours_file, peer_file), peaks))
+            if len(peers) > 1:
+                _say(f"{name}: {len(peers)} rounds, seconds infkernel "
+                     + " ".join(f"{r.seconds:.3g}" for r in rounds) + ", neural-tangents "
+                     + " ".join(f"{r.seconds:.3g}" for r in peers)
+                     + ", speedup per round " + " ".join(f"{p.seconds / r.seconds:.1f}x" for r, p in zip(rounds, peers)))
             if args.x64_reference:
                 reference_file = os.path.join(tmp, f"{name}.nt64.npz")
                 try:
