@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu.sh                      # every workload at its default n, plus cnn-flatten n=128
 #   bash benchmarks/gpu.sh cnn-flatten myrtle5  # some workloads
+#   bash benchmarks/gpu.sh fc-deep --rounds 3   # medians of 3 alternating rounds (noisy machines)
 #
 # Environment (all optional):
 #   PYTHON       python 3.11+ used to create the venvs (default: python3)
