@@ -190,6 +190,21 @@ def _check_options(args) -> None:
         raise SpecError(f"--validation takes a fraction between 0 and 1, got {args.validation}")
 
 
+def _check_classes(data) -> None:
+    """Classification needs two classes in the training set (one class gives all-zero targets: every
+    prediction is that class, whatever the kernel); test classes the training set lacks are said."""
+    train, test = np.unique(data.y_train), np.unique(data.y_test)
+    if len(train) < 2:
+        raise SpecError(f"the {len(data.y_train)} training examples hold {len(train)} class ({train[0].item()!r}); "
+                        "classification needs at least 2",
+                        hint="raise --n-train to at least the number of classes, or pass --task regression")
+    missing = np.setdiff1d(test, train)
+    if len(missing):
+        _say(f"note: {len(missing)} of the test set's {len(test)} classes are absent from the training set "
+             f"({', '.join(map(str, missing[:10]))}{', ...' if len(missing) > 10 else ''}): their test examples "
+             "are always misclassified")
+
+
 def run(args) -> int:
     t, ridge, cv = _time(args.t), _ridge(args.ridge), _cv(args.cv)
     _check_options(args)
@@ -199,6 +214,8 @@ def run(args) -> int:
     labels = f", {len(np.unique(data.y_train))} classes" if classes else ""
     print(f"data      {data.name}: {len(data.x_train)} train, {len(data.x_test)} test, input {shape}{labels}")
     print(_task_line(data, args.task))
+    if classes:
+        _check_classes(data)
     if args.features is not None:
         from ..features.cli import run_features
         return run_features(args, data, kfn.graph, t, ridge)

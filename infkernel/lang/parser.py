@@ -333,7 +333,7 @@ class _Resolver:
         if len(self.expanding) > MAX_NESTING:
             raise SpecError("blocks nest too deeply", self.at(stmt))
         inner = dict(scope)
-        bound = self.bind(key, block.params, args, scope)
+        bound = self.bind(key, block.params, args, scope, stmt)
         inner.update(bound)
         self.expanding.append(key)
         try:
@@ -341,7 +341,7 @@ class _Resolver:
         finally:
             self.expanding.pop()
 
-    def bind(self, key: str, params: list[str], args: list, scope: dict) -> dict:
+    def bind(self, key: str, params: list[str], args: list, scope: dict, stmt) -> dict:
         bound = {}
         for i, arg in enumerate(args):
             if arg.data == "keyword":
@@ -358,7 +358,8 @@ class _Resolver:
             bound[name] = self.number(node, scope)
         missing = [p for p in params if p not in bound]
         if missing:
-            raise SpecError(f"block {key} needs {', '.join(missing)}", None)
+            raise SpecError(f"block {key} needs {', '.join(missing)}", self.at(stmt),
+                            f"call it as {key}({', '.join(params)}) with a number for each")
         return bound
 
     # -- op arguments ----------------------------------------------------------------

@@ -145,9 +145,13 @@ def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", 
     `ridges` defaults to :func:`default_ridges`. Ties go to the larger ridge.
     `k_train_train` may be an :class:`Eigh`, to reuse it for the fit. `n_final`:
     the number of training examples of the final fit, when more (float32 only).
+    SpecError for fewer than 2 training examples (nothing left to fit when one is held out).
     """
     eigh = _as_eigh(k_train_train)
     r = default_ridges(eigh) if ridges is None else _ridges(ridges)
+    if eigh.n < 2:  # the one example left out leaves nothing to fit: every ridge ties, the choice is arbitrary
+        raise SpecError(f"choosing a ridge by cross-validation needs at least 2 training examples, got {eigh.n}",
+                        hint="pass a ridge (e.g. ridge=1e-6) or more training examples")
     if cv == "loo":
         errors = loo_errors(eigh, y_train, r, n_final=n_final)
     elif isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
