@@ -47,3 +47,32 @@ def test_block_call_without_its_arguments_names_the_line():
     with pytest.raises(SpecError) as e:
         ik.parse(text)
     assert "line 4" in str(e.value) and "block f needs a" in str(e.value) and "f(a)" in str(e.value)
+
+
+def test_numpy_override_is_a_number():
+    """`ik.compile(spec, depth=np.int64(2))` (a value from np.arange in a loop) said 'not a finite number'."""
+    x = np.random.default_rng(0).normal(size=(3, 64))
+    a = ik.compile(SPEC, depth=np.int64(2), w_std=np.float32(1.5))(x, dtype="float64")
+    b = ik.compile(SPEC, depth=2, w_std=1.5)(x, dtype="float64")
+    np.testing.assert_array_equal(a.ntk, b.ntk)
+    with pytest.raises(SpecError, match="not a finite number"):
+        ik.compile(SPEC, depth="2")
+
+
+def test_python_ops_check_their_argument_types():
+    """`ik.Conv(3)` failed with numpy/len TypeErrors deep in shape inference, and `ik.Dense(w_std="2")`
+    was accepted (a string in the graph). An int window is the text's `conv 3`, a 1-D window."""
+    with pytest.raises(SpecError, match=r"a 1-D conv window \(3,\) on a 2-D input"):
+        ik.serial(ik.Conv(3), input_shape=(8, 8, 1))
+    assert ik.Conv(3).window == (3,) and ik.Conv([3, 3], stride=np.int64(2)).window == (3, 3)
+    with pytest.raises(SpecError, match="dense w_std must be a number, got '2'"):
+        ik.Dense(w_std="2")
+    with pytest.raises(SpecError, match="dense width must be an integer"):
+        ik.Dense(width=2.5)
+    with pytest.raises(SpecError, match="conv padding must be a string"):
+        ik.Conv((3, 3), padding=1)
+    # the same graph as the text, whatever Python number types built it
+    text = ik.parse("input 8x8x1\nconv 3x3 same w_std=1.5\nrelu\ngap\ndense\n")
+    built = ik.serial(ik.Conv([3, 3], padding="same", w_std=np.float64(1.5)), ik.Relu(), ik.Gap(), ik.Dense(),
+                      input_shape=(8, 8, 1))
+    assert built.summary() == text.summary()

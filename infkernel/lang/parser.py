@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -267,7 +268,7 @@ class _Resolver:
         if name in self.overrides:
             self.used_overrides.add(name)
             value = self.overrides[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):  # numpy too
                 raise SpecError(f"the override {name}={value!r} is not a finite number")
         else:
             value = self.number(c[1], scope)

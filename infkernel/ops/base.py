@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
@@ -219,6 +220,8 @@ class Op:
         """Check argument values; raise SpecError. Called on construction."""
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _typed(self.name, f.name, str(f.type), getattr(self, f.name)))
         self.validate()
 
     # -- shape -----------------------------------------------------------
@@ -278,6 +281,35 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def _typed(op: str, name: str, kind: str, value):
+    """An op argument checked against its declared type (`kind`, the annotation's text), for ops built
+    from Python (the parser's values pass unchanged): numpy scalars become Python numbers, an int window
+    or input shape the 1-tuple the text's `conv 5` gives, a list a tuple; anything else a SpecError."""
+    def fail(what: str):
+        raise SpecError(f"{op} {name} must be {what}, got {value!r}")
+
+    def integer(v):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not float(v).is_integer():
+            fail("an integer" if kind.startswith("int") else "an integer or a tuple of integers, e.g. (3, 3)")
+        return int(v)
+
+    if value is None:  # absent (some ops read None as their default even where the annotation omits it)
+        return value
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            fail("a number")
+        return value if isinstance(value, (int, float)) else float(value)
+    if kind.startswith("int"):
+        return integer(value)
+    if kind.startswith("tuple[int"):
+        if isinstance(value, (tuple, list)):
+            return tuple(integer(v) for v in value)
+        return integer(value) if "| int" in kind else (integer(value),)
+    if kind == "str" and not isinstance(value, str):
+        fail("a string")
+    return value
 
 
 def check(condition: bool, message: str, hint: str | None = None) -> None:
