@@ -168,7 +168,10 @@ def load_mnist(directory) -> Dataset:
 def _split(x: np.ndarray, y: np.ndarray, test_size: float, seed: int, name: str) -> Dataset:
     from sklearn.model_selection import train_test_split
 
-    classes = np.issubdtype(y.dtype, np.integer) and np.min(np.unique(y, return_counts=True)[1]) >= 2
+    counts = np.unique(y, return_counts=True)[1]
+    n_test = math.ceil(test_size * len(y))  # train_test_split's rounding; stratified only where both parts
+    classes = (np.issubdtype(y.dtype, np.integer) and np.min(counts) >= 2  # can hold every class
+               and min(n_test, len(y) - n_test) >= len(counts))
     parts = train_test_split(x, y, test_size=test_size, random_state=seed, stratify=y if classes else None)
     return Dataset(parts[0], parts[2], parts[1], parts[3], name)
 

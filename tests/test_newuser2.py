@@ -76,3 +76,17 @@ def test_python_ops_check_their_argument_types():
     built = ik.serial(ik.Conv([3, 3], padding="same", w_std=np.float64(1.5)), ik.Relu(), ik.Gap(), ik.Dense(),
                       input_shape=(8, 8, 1))
     assert built.summary() == text.summary()
+
+
+def test_tiny_csv_of_classes_splits_without_a_traceback(tmp_path):
+    """4 rows of 2 classes: the stratified split asked for a 1-example test set holding both classes and
+    scikit-learn's ValueError ended `infkernel fit` in a traceback. Too small to stratify: a plain split."""
+    from infkernel.datasets import load_csv
+
+    (tmp_path / "d.csv").write_text("a,b,c\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n")
+    data = load_csv(tmp_path / "d.csv")
+    assert len(data.x_train) == 3 and len(data.x_test) == 1
+    big = "\n".join(f"{i},{i % 3},{'xyz'[i % 3]}" for i in range(40))
+    (tmp_path / "e.csv").write_text(big)
+    data = load_csv(tmp_path / "e.csv")  # large enough: still stratified, every class in both parts
+    assert set(data.y_test.tolist()) == set(data.y_train.tolist()) and len(set(data.y_test.tolist())) == 3
