@@ -90,3 +90,10 @@ def test_tiny_csv_of_classes_splits_without_a_traceback(tmp_path):
     (tmp_path / "e.csv").write_text(big)
     data = load_csv(tmp_path / "e.csv")  # large enough: still stratified, every class in both parts
     assert set(data.y_test.tolist()) == set(data.y_train.tolist()) and len(set(data.y_test.tolist())) == 3
+
+
+def test_mc_with_one_network_is_refused(capsys):
+    """`infkernel mc --samples 1` printed s.e. inf and a NOT CONVERGED verdict drawn from noise alone."""
+    spec = str(Path(__file__).parents[1] / "specs" / "fc_erf.ik")
+    assert main(["mc", spec, "--width", "8", "--samples", "1", "--n", "2"]) == 2
+    assert "--samples 1 gives no standard error" in capsys.readouterr().err

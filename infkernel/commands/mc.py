@@ -59,6 +59,8 @@ def run(args) -> int:
     graph = parse(args.spec, **overrides(args))
     if args.samples < 1 or args.width < 1 or args.n < 1:
         raise SpecError("--samples, --width and --n must be positive")
+    if args.samples < 2:  # the verdict compares the error with the standard error, which one network lacks
+        raise SpecError("--samples 1 gives no standard error, so no verdict", hint="pass --samples 2 or more")
     if args.x1 is not None:
         x1 = _load(args.x1, "--x1")
     else:
