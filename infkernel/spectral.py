@@ -24,6 +24,9 @@ from typing import Callable, NamedTuple
 import numpy as np
 from scipy import optimize, special
 
+from .errors import SpecError
+from .predict.checks import _square
+
 __all__ = [
     "kernel_eigh",
     "mode_projections",
@@ -49,16 +52,22 @@ def kernel_eigh(K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     is read). Returns ``(lam, V)`` with ``lam`` sorted in descending order and
     the orthonormal eigenvectors in the columns of ``V``. Round-off can leave
     tiny negative eigenvalues on a PSD matrix; they are not clipped.
-    Pass ``K / n`` to estimate Mercer eigenvalues.
+    Pass ``K / n`` to estimate Mercer eigenvalues. SpecError for a matrix that is
+    not square, not finite, or not symmetric to sqrt(eps) of its diagonal (eigh
+    would silently decompose its lower triangle instead).
     """
-    lam, V = np.linalg.eigh(np.asarray(K))
+    lam, V = np.linalg.eigh(_square("K", K))
     return lam[::-1], V[:, ::-1]
 
 
 def mode_projections(V: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Coefficients ``V^T y`` of targets ``y`` (shape ``(n,)`` or ``(n, c)``)
-    on the eigenvectors in the columns of ``V``; ``sum(coeffs**2) = |y|^2``."""
-    return V.T @ np.asarray(y)
+    on the eigenvectors in the columns of ``V``; ``sum(coeffs**2) = |y|^2``.
+    SpecError unless y has one row per row of V."""
+    y = np.asarray(y)
+    if y.ndim not in (1, 2) or y.shape[0] != np.shape(V)[0]:
+        raise SpecError(f"y has shape {y.shape}, expected ({np.shape(V)[0]},) or ({np.shape(V)[0]}, c) to match V")
+    return V.T @ y
 
 
 def mode_residuals(lam: np.ndarray, coeffs: np.ndarray, t) -> np.ndarray:
@@ -75,9 +84,13 @@ def mode_residuals(lam: np.ndarray, coeffs: np.ndarray, t) -> np.ndarray:
     pass the eigenvalues of ``K / n``.
 
     ``lam`` has shape ``(n,)``, ``coeffs`` shape ``(n,)`` or ``(n, c)``;
-    the result has shape ``shape(t) + shape(coeffs)``.
+    the result has shape ``shape(t) + shape(coeffs)``. SpecError for a time
+    below 0 or NaN (the residuals would grow).
     """
-    decay = np.exp(-np.multiply.outer(np.asarray(t, float), lam))
+    t = np.asarray(t, float)
+    if np.any(np.isnan(t)) or np.any(t < 0):
+        raise SpecError(f"t must be a time >= 0 (np.inf allowed) or an array of them, got {t!r}")
+    decay = np.exp(-np.multiply.outer(t, lam))
     coeffs = np.asarray(coeffs)
     return decay.reshape(decay.shape + (1,) * (coeffs.ndim - 1)) * coeffs
 

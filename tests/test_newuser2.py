@@ -97,3 +97,19 @@ def test_mc_with_one_network_is_refused(capsys):
     spec = str(Path(__file__).parents[1] / "specs" / "fc_erf.ik")
     assert main(["mc", spec, "--width", "8", "--samples", "1", "--n", "2"]) == 2
     assert "--samples 1 gives no standard error" in capsys.readouterr().err
+
+
+def test_spectral_refuses_what_it_would_get_silently_wrong():
+    """kernel_eigh of a non-symmetric matrix decomposed its lower triangle ([[1, 2], [0, 1]] gave
+    eigenvalues 1, 1); mode_residuals at t < 0 grew; mode_projections of mismatched y was a numpy error."""
+    from infkernel import spectral
+
+    with pytest.raises(SpecError, match="not symmetric"):
+        spectral.kernel_eigh(np.array([[1.0, 2.0], [0.0, 1.0]]))
+    k = np.array([[2.0, 1.0], [1.0, 2.0]])
+    lam, v = spectral.kernel_eigh(k)
+    np.testing.assert_allclose(lam, [3.0, 1.0])  # closed form of [[2, 1], [1, 2]]
+    with pytest.raises(SpecError, match="time >= 0"):
+        spectral.mode_residuals(lam, np.ones(2), -1.0)
+    with pytest.raises(SpecError, match=r"y has shape \(3,\)"):
+        spectral.mode_projections(v, np.ones(3))
