@@ -113,3 +113,14 @@ def test_spectral_refuses_what_it_would_get_silently_wrong():
         spectral.mode_residuals(lam, np.ones(2), -1.0)
     with pytest.raises(SpecError, match=r"y has shape \(3,\)"):
         spectral.mode_projections(v, np.ones(3))
+
+
+@pytest.mark.parametrize("degree", [0, 3, 100000])
+def test_act_degree_out_of_range_is_a_spec_error_at_its_line(degree):
+    """`act "tanh(x)" degree=3` passed `check` and ended `kernel` in a ValueError traceback; degree=0 was
+    silently ignored (falsy: the automatic choice)."""
+    text = f'input 4\ndense w_std=1.5\nact "tanh(x)" degree={degree}\ndense\n'
+    with pytest.raises(SpecError, match=r"line 3.*quadrature degree .* must be an integer in 8\.\.4096"):
+        ik.parse(text)
+    with pytest.raises(SpecError, match="degree"):
+        ik.symbolic.activation("tanh(x)", degree)

@@ -39,6 +39,9 @@ class Act(Activation):
         return activation(self.formula, self.degree)
 
     def validate(self):
+        if self.degree is not None:  # also where the formula has a closed form and would not use it
+            from ..symbolic.quadrature import _check_degree
+            _check_degree(self.degree)
         self.symbolic  # parse and derive now: errors point into the formula
 
     @property

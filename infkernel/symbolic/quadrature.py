@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import SpecError  # a ValueError
 from .arrays import safe_correlation
 
 DEGREES = (32, 48, 64, 96, 128, 192, 256)  # nodes per dimension tried by choose_degree
@@ -180,7 +181,8 @@ def _row(xp, f, geom: _Geometry, z1, w1, inner_u):
 
 def _check_degree(n: int) -> int:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 8 <= n <= MAX_DEGREE:
-        raise ValueError(f"quadrature degree (nodes per dimension) must be an integer in 8..{MAX_DEGREE}, got {n!r}")
+        raise SpecError(f"quadrature degree (nodes per dimension) must be an integer in 8..{MAX_DEGREE}, got {n!r}",
+                        hint="omit degree= to have it chosen from the estimated error")
     return int(n)
 
 
@@ -281,7 +283,7 @@ def choose_degree(f_np, degree: int | None = None, tol: float = 1e-12, feature=N
     """(n, estimated error over VARIANCES): `degree` if given, else the
     smallest n in DEGREES whose estimate is below `tol` (the largest if none is)."""
     cache: dict = {}
-    for n in (_check_degree(degree),) if degree else DEGREES:
+    for n in (_check_degree(degree),) if degree is not None else DEGREES:
         err = _estimate(f_np, n, feature, VARIANCES, cache)
         if err <= tol:
             break
