@@ -124,3 +124,20 @@ def test_act_degree_out_of_range_is_a_spec_error_at_its_line(degree):
         ik.parse(text)
     with pytest.raises(SpecError, match="degree"):
         ik.symbolic.activation("tanh(x)", degree)
+
+
+def test_layernorm_eps_enters_the_kernel_as_in_the_network():
+    """`layernorm eps=E` normalised the finite network by sqrt(var + E) but the kernel ignored E (a factor
+    of 2 at eps=1 and unit variances), and eps < 0 was accepted. Oracle: one wide NumPy network."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4))
+    width, eps = 200_000, 1.0
+    h = x @ rng.normal(size=(4, width)) / 2.0  # dense, ntk parameterization: w / sqrt(fan_in = 4)
+    z = (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + eps)
+    empirical = z @ z.T / width  # the readout dense's NNGP
+    spec = f"input 4\ndense\nlayernorm eps={eps:g}\ndense\n"
+    k = ik.compile(spec)(x, dtype="float64", get="nngp").nngp
+    np.testing.assert_allclose(k, empirical, atol=0.01 * np.abs(empirical).max())
+    assert np.abs(ik.compile("input 4\ndense\nlayernorm\ndense\n")(x, dtype="float64").nngp - empirical).max() > 0.1
+    with pytest.raises(SpecError, match="line 3.*layernorm eps must be >= 0"):
+        ik.parse("input 4\ndense\nlayernorm eps=-1\ndense\n")

@@ -209,8 +209,8 @@ def concat(op, ins, ctx, fc):
 
 def layernorm(op, ins, ctx, fc):
     f = ins[0]
-    norm2 = jnp.sum(f.nngp * f.nngp, axis=-1, keepdims=True)
-    scale = jnp.where(norm2 > 0, 1 / jnp.sqrt(jnp.where(norm2 > 0, norm2, 1)), 0)
+    norm2 = jnp.sum(f.nngp * f.nngp, axis=-1, keepdims=True)  # the variance, estimated by the features
+    scale = jnp.where(norm2 > 0, 1 / jnp.sqrt(jnp.where(norm2 > 0, norm2 + op.eps, 1)), 0)
     return Feats(f.nngp * scale, None if f.ntk is None else f.ntk * scale)
 
 

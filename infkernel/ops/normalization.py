@@ -8,20 +8,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import reference
-from .base import Op, linear_map, outer_vars, register
+from .base import Op, check, linear_map, outer_vars, register
 
 
 @register
 @dataclass(frozen=True)
 class Layernorm(Op):
-    """x -> (x - mean_c x) / std_c x over the channels of each position.
+    """x -> (x - mean_c x) / sqrt(var_c x + eps) over the channels of each position (eps >= 0, default 0).
 
     For a centred input (the graph builder requires it to come from a fresh
     dense or conv layer) the channel mean vanishes at infinite width and the
     channel variance tends to the input's variance, so
-    Sigma'[i, j] = Sigma[i, j] / sqrt(var1[i] var2[j]), and the same for Theta
-    (Novak et al. 2020, neural-tangents `LayerNorm`). A zero-variance input
-    maps to zero.
+    Sigma'[i, j] = Sigma[i, j] / sqrt((var1[i] + eps) (var2[j] + eps)), and the
+    same for Theta (Novak et al. 2020, neural-tangents `LayerNorm`, there with
+    eps = 0). A zero-variance input maps to zero.
     """
 
     name = "layernorm"
@@ -30,15 +30,19 @@ class Layernorm(Op):
     fresh = "inherit"  # a deterministic rescaling, at infinite width, of a fresh Gaussian
     eps: float = 0.0
 
+    def validate(self):
+        check(self.eps >= 0, f"layernorm eps must be >= 0, got {self.eps}")
+
     def kernel(self, k, ctx):
         v1, v2 = outer_vars(k, ctx.in_shape.rank, ctx.layout_in)
-        prod = v1 * v2
+        prod = (v1 + self.eps) * (v2 + self.eps) if self.eps else v1 * v2
         scale = jnp.where(prod > 0, 1 / jnp.sqrt(jnp.where(prod > 0, prod, 1)), 0)
         return linear_map(k, lambda a: a * scale)
 
     def explain(self, ctx, ins):
         import sympy as sp
-        scale = 1 / sp.sqrt(ins[0].q1 * ins[0].q2)
+        eps = sp.nsimplify(self.eps)
+        scale = 1 / sp.sqrt((ins[0].q1 + eps) * (ins[0].q2 + eps))
         return ins[0].sigma * scale, ins[0].theta * scale, "normalised by the variances"
 
     def features(self, ins, ctx, fc):
