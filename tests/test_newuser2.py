@@ -141,3 +141,16 @@ def test_layernorm_eps_enters_the_kernel_as_in_the_network():
     assert np.abs(ik.compile("input 4\ndense\nlayernorm\ndense\n")(x, dtype="float64").nngp - empirical).max() > 0.1
     with pytest.raises(SpecError, match="line 3.*layernorm eps must be >= 0"):
         ik.parse("input 4\ndense\nlayernorm eps=-1\ndense\n")
+
+
+def test_mc_says_when_width_cannot_change_the_networks(tmp_path, capsys):
+    """Under the standard parameterization every layer names its width, so `mc --width 256` ran networks of
+    the spec's width 8 while printing 'widths 64 and 256' and a two-width verdict from identical networks."""
+    spec = tmp_path / "std.ik"
+    spec.write_text("input 4\nparameterization standard\nlet w = 8\ndense width=w w_std=1.4\nrelu\ndense width=w\n")
+    assert main(["mc", str(spec), "--width", "256", "--samples", "2", "--n", "2", "--quiet"]) == 2
+    assert "changes nothing" in capsys.readouterr().err
+    assert main(["mc", str(spec), "--width", "256", "--samples", "2", "--n", "2", "--quiet", "--one-width",
+                 "--set", "w=16"]) == 0
+    out = capsys.readouterr().out
+    assert "networks at the spec's own widths" in out and "at width 256" not in out, out

@@ -53,6 +53,7 @@ NOISY = 0.25
 
 
 def run(args) -> int:
+    from ..finite import finite_shapes
     from ..montecarlo import monte_carlo
     from ..testing import compare_monte_carlo
 
@@ -61,6 +62,13 @@ def run(args) -> int:
         raise SpecError("--samples, --width and --n must be positive")
     if args.samples < 2:  # the verdict compares the error with the standard error, which one network lacks
         raise SpecError("--samples 1 gives no standard error, so no verdict", hint="pass --samples 2 or more")
+    fixed = finite_shapes(graph, args.width) == finite_shapes(graph, max(1, args.width // 4))  # --width unused
+    if fixed and not args.one_width:
+        raise SpecError(f"every dense/conv layer of {args.spec} sets its own width= (the standard parameterization "
+                        f"needs them), so --width {args.width} changes nothing: the two-width verdict would compare "
+                        "identical networks",
+                        hint="run at the spec's widths with --one-width; to vary them, write them with a let "
+                        "(dense width=w) and pass --set w=1024 --one-width")
     if args.x1 is not None:
         x1 = _load(args.x1, "--x1")
     else:
@@ -87,13 +95,14 @@ def run(args) -> int:
     n2 = n1 if x2 is None else np.asarray(x2).shape[0]
     widths = f"widths {args.width // 4} ({2 * args.samples} networks) and {args.width}" if two else \
         f"width {args.width}"
-    print(f"{args.spec}: {widths}, {args.samples} networks at width {args.width}, {n1} x {n2} inputs; "
+    at = "the spec's own widths" if fixed else f"width {args.width}"
+    print(f"{args.spec}: {at if fixed else widths}, {args.samples} networks at {at}, {n1} x {n2} inputs; "
           f"{seconds:.2f} s")
     pairs = [(i, j) for i in range(n1) for j in range(n2) if x2 is not None or j >= i]
     for kind in get:
         k, m, s = kernels[kind]
         scale = max(float(np.abs(k).max()), 1e-300)
-        print(f"\n{kind} at width {args.width}")
+        print(f"\n{kind} at {at}")
         print(f"  {'entry':>8}  {'analytic':>12}  {'MC mean':>12}  {'MC s.e.':>10}  {'rel. error':>10}  {'z':>6}")
         for i, j in pairs[:MAX_ROWS]:
             rel = abs(m[i, j] - k[i, j]) / max(abs(k[i, j]), 1e-300)
