@@ -147,6 +147,8 @@ class KernelFn:
         symmetric = x2 is None or x2 is x1
         x1 = check_inputs(x1, dims, "x1", check_dtype(dtype))
         x2 = None if symmetric else check_inputs(x2, dims, "x2", dtype)
+        if x2 is not None and x2.shape == x1.shape and np.array_equal(x1, x2):
+            x2 = None  # the same examples: K(x1, x1), half the work and the self pass's diagonal
         if self.quadrature_nodes:
             self._check_quadrature(x1, x2, "ntk" in get, check_dtype(dtype), batch_size, memory)
         if scheduler is not None or workers is not None or is_store(out):
@@ -158,10 +160,35 @@ class KernelFn:
             nngp, ntk = self.engine.compute(x1, x2, "ntk" in get, dtype, batch_size, memory, progress, out=out,
                                             kinds=get)
             nngp = nngp if "nngp" in get else None
-            if self.engine.finite:  # checked on the device while it was computed
-                return Kernel(nngp, ntk)
-        self._check_finite(x1, x2, nngp, ntk, dtype)
+        finite = self.last_run is None and self.engine.finite  # checked on the device while it was computed
+        self._identical(x1, x2, nngp, ntk, dtype, batch_size, memory)
+        if not finite:
+            self._check_finite(x1, x2, nngp, ntk, dtype)
         return Kernel(nngp, ntk)
+
+    def _identical(self, x1, x2, nngp, ntk, dtype: str, batch_size, memory) -> None:
+        """Entries of two rows holding the same example get the value of that
+        example with itself, from the self pass (see `infkernel.identical`)."""
+        from .engine import default_memory, parse_memory, precision
+        from .identical import get_entries, identical_pairs, set_entries
+        kernels = [(i, k) for i, k in enumerate((nngp, ntk)) if k is not None]
+        with precision(dtype) as jdtype:
+            a = np.ascontiguousarray(x1, dtype=jdtype)
+            b = None if x2 is None else np.ascontiguousarray(x2, dtype=jdtype)
+            rows, cols = identical_pairs(a, b)
+            if not rows.size:
+                return
+            if b is None:  # K(x1, x1): its diagonal is the self pass's
+                values = [get_entries(k, rows, rows) for _, k in kernels]
+            else:
+                examples, which = np.unique(rows, return_inverse=True)
+                budget = parse_memory(memory) if memory is not None else default_memory()
+                diag = self.engine.variances(a[examples], jdtype, budget, batch_size, need_ntk=ntk is not None)[1]
+                values = [np.asarray(diag[i])[which] for i, _ in kernels]
+        for (_, k), v in zip(kernels, values):
+            set_entries(k, rows, cols, v)
+            if hasattr(k, "flush"):
+                k.flush()
 
     def _check_quadrature(self, x1, x2, need_ntk: bool, dtype: str, batch_size, memory) -> None:
         """Warn (`accuracy.QuadratureWarning`) where a quadrature activation's

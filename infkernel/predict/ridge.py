@@ -150,7 +150,8 @@ def select_ridge(k_train_train, y_train, ridges=None, *, cv: str | int = "loo", 
     eigh = _as_eigh(k_train_train)
     r = default_ridges(eigh) if ridges is None else _ridges(ridges)
     if eigh.n < 2:  # the one example left out leaves nothing to fit: every ridge ties, the choice is arbitrary
-        raise SpecError(f"choosing a ridge by cross-validation needs at least 2 training examples, got {eigh.n}",
+        raise SpecError(f"choosing a ridge by cross-validation needs at least 2 training examples, got "
+                        f"n_samples={eigh.n}",
                         hint="pass a ridge (e.g. ridge=1e-6) or more training examples")
     if cv == "loo":
         errors = loo_errors(eigh, y_train, r, n_final=n_final)
