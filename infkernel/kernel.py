@@ -35,7 +35,10 @@ def as_graph(spec, **overrides) -> Graph:
 
 
 def check_get(get) -> tuple[str, ...]:
-    get = (get,) if isinstance(get, str) else tuple(get)
+    try:
+        get = (get,) if isinstance(get, str) else tuple(get)
+    except TypeError:
+        raise SpecError(f"get must name nngp and/or ntk, got {get!r}", hint='e.g. get="ntk" or get=("nngp", "ntk")') from None
     unknown = [g for g in get if g not in KINDS]
     if unknown or not get:
         raise SpecError(f"get must name nngp and/or ntk, got {get!r}")

@@ -197,3 +197,24 @@ def test_inputs_beyond_float32_are_named_before_any_cast():
         kfn(x[:1], x[1:], progress=False)
     with pytest.raises(NonFiniteKernel):  # in range of float64, its square is not
         kfn(x, dtype="float64", progress=False)
+
+
+def test_python_call_arguments_are_checked_before_any_work(tmp_path):
+    kfn = ik.compile("input 2\ndense\nrelu\ndense\n")
+    x = np.ones((3, 2))
+    with pytest.raises(SpecError, match="get must name nngp and/or ntk"):
+        kfn(x, get=None)
+    with pytest.raises(SpecError, match="batch_size must be a positive integer"):
+        kfn(x, batch_size=2.5)
+    with pytest.raises(SpecError, match="np.savez"):
+        kfn(x, out=str(tmp_path / "K.npz"))
+    assert not list(tmp_path.iterdir())
+    assert kfn(x, batch_size=np.int64(2), progress=False).ntk.shape == (3, 3)
+
+
+def test_an_unreachable_scheduler_is_a_clear_error():
+    import dask
+    kfn = ik.compile("input 2\ndense\nrelu\ndense\n")
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):  # Dask's own wait (default 30 s)
+        with pytest.raises(SpecError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:1"):
+            kfn(np.ones((3, 2)), scheduler="tcp://127.0.0.1:1", progress=False)

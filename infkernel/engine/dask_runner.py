@@ -79,7 +79,13 @@ def _client(stack: contextlib.ExitStack, scheduler, workers):
     if isinstance(scheduler, Client):
         return scheduler
     if scheduler is not None:
-        return stack.enter_context(Client(scheduler))
+        try:
+            return stack.enter_context(Client(scheduler))  # waits distributed.comm.timeouts.connect
+        except (OSError, TimeoutError) as e:
+            from ..errors import SpecError
+            raise SpecError(f"cannot reach the Dask scheduler at {scheduler}: {e}",
+                            hint="start one with `dask scheduler` (and workers with `dask worker ADDRESS`), "
+                                 "or use workers=N for a local cluster") from None
     if int(workers) < 1:
         from ..errors import SpecError
         raise SpecError(f"workers must be a positive integer, got {workers!r}")

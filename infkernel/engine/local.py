@@ -102,7 +102,8 @@ class Engine:
         symmetric = x2 is None
         x2 = x1 if symmetric else x2
         n1, n2 = x1.shape[0], x2.shape[0]
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
             raise SpecError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.finite = False
         budget_total = parse_memory(memory) if memory is not None else default_memory()

@@ -22,6 +22,10 @@ PARTIAL = ".partial"
 def output_paths(out, kinds) -> dict[str, Path]:
     """`out` "K" or "K.npy" -> {"nngp": K.nngp.npy, "ntk": K.ntk.npy} for the kinds asked."""
     path = Path(out)
+    if path.suffix == ".npz":
+        raise SpecError(f"out={str(out)!r}: the kernels go to K.nngp.npy and K.ntk.npy (out='K' or 'K.npy') "
+                        "or a Zarr store (out='K.zarr')",
+                        hint="for one .npz file, save the returned arrays: np.savez('K.npz', nngp=k.nngp, ntk=k.ntk)")
     stem = path.with_suffix("") if path.suffix == ".npy" else path
     return {kind: stem.with_name(f"{stem.name}.{kind}.npy") for kind in kinds}
 
