@@ -43,7 +43,8 @@ def choose_solver(n: int, solver: str = "auto", available: int | None = None) ->
     free = psutil.virtual_memory().available if available is None else int(available)
     gb = lambda b: f"{b / 2**30:.1f} GB"  # noqa: E731
     if n <= EIGH_MAX and 24 * n * n < 0.6 * free:
-        return "eigh", f"auto: n = {n} <= {EIGH_MAX}: one float64 eigendecomposition, exact and shared by every ridge and t"
+        return "eigh", (f"auto: n = {n} <= {EIGH_MAX}: exact float64 solves, one eigendecomposition shared by "
+                        "every ridge and t (one Cholesky for a single given ridge at t = inf)")
     if 4 * n * n < 0.6 * free:
         return "cholesky", (f"auto: n = {n} > {EIGH_MAX}: a float32 copy of K ({gb(4 * n * n)}) fits in the "
                             f"{gb(free)} available; blocked Cholesky with float64 refinement")
