@@ -4,6 +4,7 @@ fail after its solve. Oracle: the float64 kernel of the same net, whose selectio
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 
 import numpy as np
@@ -56,21 +57,25 @@ def test_a_fit_with_a_selected_ridge_does_not_fail_after_its_solve():
     np.testing.assert_allclose(kept.mean, sub.mean, rtol=0, atol=1e-8)
     assert kept.ridge == sub.ridge
     first = P.select_ridge_subsample(k32, y, size=100).ridge
-    assert sub.ridge > first and "refused by the float32 precision check on all 300" in sub.details
-    assert any("refused by the float32 precision check" in line for line in said)
+    # refused by the precision check, or by the factorization breaking down first (which of the two
+    # depends on the kernel's last bits): either way the next candidate is taken and said
+    refusal = re.compile(r"ridge \S+ refused by the (float32 precision check|solve) on all 300")
+    assert sub.ridge > first and refusal.search(sub.details)
+    assert any(refusal.search(line) for line in said)
     for fit in (sub, held):
         want = P.nngp_posterior(k64, y, kx32.astype(np.float64), ridge=fit.ridge).mean  # float64 at that ridge
         assert np.max(np.abs(fit.mean - want)) < 0.5  # the refusal limit: half the targets' RMS (1)
 
 
 def test_a_given_ridge_is_judged_before_refinement():
-    """A given ridge the check refuses raises right after the factorization: no refinement step is run."""
+    """A given ridge the check refuses raises right after the factorization (or the factorization breaks
+    down first; which of the two depends on the kernel's last bits): no refinement step is run."""
     k32, kx32, _, y = near_duplicates()
     said = []
     ridge = float(np.mean(np.diag(k32))) * 1e-6
     try:
         P.kernel_regression(k32, y, kx32, solver="cholesky", ridge=ridge, progress=said.append)
-    except P.KernelPrecisionError:
+    except P.SingularKernelError:  # KernelPrecisionError is one
         pass
     else:
         raise AssertionError("a refused ridge was accepted")

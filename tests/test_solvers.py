@@ -230,3 +230,18 @@ def test_nystrom_preconditioner_of_a_matrix_that_is_not_a_kernel_is_a_clear_erro
     k = -np.eye(50) - 0.1  # negative definite: no shift within reason makes it a kernel
     with pytest.raises(SpecError, match="not positive definite"):
         P.NystromPreconditioner(k, 20, 1e-3)
+
+
+def test_a_factorization_that_breaks_down_in_place_leaves_the_kernel_as_it_was():
+    """K + ridge I indefinite past the first block: SingularKernelError, and the array factored in
+    place is K again (so that a larger ridge can be tried on it, as the ridge fallback does)."""
+    from infkernel.predict.blocked import BlockedCholesky
+    from infkernel.predict.checks import SingularKernelError
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((40, 40))
+    k = (g @ g.T / 40).astype(np.float32)
+    k[30:, 30:] -= 5 * np.eye(10, dtype=np.float32)  # negative directions in the last block
+    original = k.copy()
+    with pytest.raises(SingularKernelError):
+        BlockedCholesky(k, ridge=1e-3, overwrite=True, block=16)
+    np.testing.assert_array_equal(k, original)

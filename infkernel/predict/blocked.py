@@ -91,7 +91,7 @@ class BlockedCholesky:
         receives progress lines.
 
     Raises SingularKernelError when a tile is not positive definite (K + ridge I
-    is not, to float32 precision).
+    is not, to float32 precision); an in-place k is then restored first.
     """
 
     def __init__(self, k, ridge: float = 0.0, *, overwrite: bool = False, workspace=None, block: int = BLOCK,
@@ -106,7 +106,11 @@ class BlockedCholesky:
         self.threads = threads
         start = time.perf_counter()
         with threadpool_limits(limits=threads):
-            self._factor()
+            try:
+                self._factor()
+            except SingularKernelError:
+                self.restore()  # in place: K as it was, e.g. for a larger ridge
+                raise
         self.seconds = time.perf_counter() - start
 
     def _factor(self) -> None:

@@ -153,9 +153,10 @@ def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, fallback=(), **opti
 
     A float32 kernel is judged at t = inf right after the factorization (on its
     rough solve, before refinement and the test products). When that check
-    refuses a ridge that selection chose on fewer examples, the next of
-    `fallback` (larger candidate ridges, best first) is taken, said, and
-    factored instead; with none left, KernelPrecisionError.
+    refuses a ridge that selection chose on fewer examples, or the
+    factorization breaks down at it, the next of `fallback` (larger candidate
+    ridges, best first) is taken, said, and factored instead; with none left,
+    KernelPrecisionError (SingularKernelError for a breakdown).
     """
     if np.ndim(t):
         raise SpecError(f"solver {name!r} takes one time t per call, got an array of {np.size(t)}")
@@ -166,7 +167,16 @@ def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, fallback=(), **opti
         raise SpecError(f"k_test_train has shape {tuple(kx.shape)}, expected ?x{n}")
     fallback, notes = list(fallback), []
     while True:
-        solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
+        try:
+            solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
+        except SingularKernelError as e:  # as in `_eigh`: a selected ridge the full kernel cannot take
+            if not fallback:
+                raise
+            notes.append(f"ridge {ridge:.3g} refused by the solve on all {n} training examples "
+                         f"({str(e).split(' (')[0]}), the next candidate {fallback[0]:.3g} taken")
+            say(notes[-1])
+            ridge = fallback.pop(0)
+            continue
         if not imprecise(k):
             break
         kept = solve.factor.kernel if name == "cholesky" else k  # in place: K's rows from the kept upper triangle
