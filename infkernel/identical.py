@@ -32,8 +32,7 @@ def _hashes(rows: np.ndarray) -> np.ndarray:
     if words.shape[1] not in _MULTIPLIERS:
         rng = np.random.default_rng(words.shape[1])
         _MULTIPLIERS[words.shape[1]] = rng.integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        return (words * _MULTIPLIERS[words.shape[1]]).sum(axis=1, dtype=np.uint64)
+    return np.einsum("ij,j->i", words, _MULTIPLIERS[words.shape[1]])  # wraps mod 2^64; no temporary array
 
 
 def identical_pairs(x1: np.ndarray, x2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
