@@ -1,6 +1,20 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+# One XLA compilation cache for this run and the subprocesses its tests start
+# (they inherit the variables, set before JAX is imported): the many tests and
+# children that compile the same small programs compile each once (7% less
+# wall time on a 5-file sample). A fresh folder per run, removed at exit, so no
+# run sees another's executables; a cache the caller configured is left alone.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="infkernel-tests-xla-")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 from hypothesis import HealthCheck, settings
 
