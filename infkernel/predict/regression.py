@@ -123,12 +123,18 @@ def _eigh(k, y, kx, ts, ridge, cv, seed, fallback=(), say=LOG.info):
             mean, ridge, details = _eigh_once(k, y, kx, ts, ridge, cv, seed)
             return mean, ridge, "; ".join([*notes, details])
         except SingularKernelError as e:  # KernelPrecisionError too
-            if not fallback:
-                raise
-            notes.append(f"ridge {ridge:.3g} refused by the solve on all {check_square(k)} training examples "
-                         f"({str(e).split(' (')[0]}), the next candidate {fallback[0]:.3g} taken")
-            say(notes[-1])
-            ridge = fallback.pop(0)
+            ridge = _next_ridge(e, ridge, fallback, notes, check_square(k), say)
+
+
+def _next_ridge(error, ridge, fallback: list, notes: list, n: int, say) -> float:
+    """The next candidate after `ridge`, which the solve on all n examples refused with `error`
+    (said, and noted for the details); with none left, `error` is raised."""
+    if not fallback:
+        raise error
+    notes.append(f"ridge {ridge:.3g} refused by the solve on all {n} training examples "
+                 f"({str(error).split(' (')[0]}), the next candidate {fallback[0]:.3g} taken")
+    say(notes[-1])
+    return fallback.pop(0)
 
 
 def _eigh_once(k, y, kx, ts, ridge, cv, seed):
@@ -170,12 +176,7 @@ def _iterative(k, y_train, kx, t, ridge, name, *, rank, say, fallback=(), **opti
         try:
             solve = IterativeSolve(k, ridge, name, say=say, **({"rank": rank} if rank is not None else {}), **options)
         except SingularKernelError as e:  # as in `_eigh`: a selected ridge the full kernel cannot take
-            if not fallback:
-                raise
-            notes.append(f"ridge {ridge:.3g} refused by the solve on all {n} training examples "
-                         f"({str(e).split(' (')[0]}), the next candidate {fallback[0]:.3g} taken")
-            say(notes[-1])
-            ridge = fallback.pop(0)
+            ridge = _next_ridge(e, ridge, fallback, notes, n, say)
             continue
         if not imprecise(k):
             break
