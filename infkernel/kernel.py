@@ -172,7 +172,7 @@ class KernelFn:
     def _identical(self, x1, x2, nngp, ntk, dtype: str, batch_size, memory) -> None:
         """Entries of two rows holding the same example get the value of that
         example with itself, from the self pass (see `infkernel.identical`)."""
-        from .engine import default_memory, parse_memory, precision
+        from .engine import memory_budget, precision
         from .identical import get_entries, identical_pairs, set_entries
         kernels = [(i, k) for i, k in enumerate((nngp, ntk)) if k is not None]
         with precision(dtype) as jdtype:
@@ -185,8 +185,8 @@ class KernelFn:
                 values = [get_entries(k, rows, rows) for _, k in kernels]
             else:
                 examples, which = np.unique(rows, return_inverse=True)
-                budget = parse_memory(memory) if memory is not None else default_memory()
-                diag = self.engine.variances(a[examples], jdtype, budget, batch_size, need_ntk=ntk is not None)[1]
+                diag = self.engine.variances(a[examples], jdtype, memory_budget(memory), batch_size,
+                                             need_ntk=ntk is not None)[1]
                 values = [np.asarray(diag[i])[which] for i, _ in kernels]
         for (_, k), v in zip(kernels, values):
             set_entries(k, rows, cols, v)
@@ -198,8 +198,8 @@ class KernelFn:
         estimated error at the variances of these inputs exceeds the dtype's
         tolerance (costs one more self pass, O(n), only for such specs)."""
         from . import accuracy
-        from .engine import default_memory, parse_memory, precision
-        budget = parse_memory(memory) if memory is not None else default_memory()
+        from .engine import memory_budget, precision
+        budget = memory_budget(memory)
         with precision(dtype) as jdtype:
             records = [self.engine.variances(np.ascontiguousarray(x, dtype=jdtype), jdtype, budget, batch_size)[0]
                        for x in ((x1,) if x2 is None else (x1, x2))]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..errors import SpecError
 from .calls import Calls
-from .memory import default_memory, parse_memory
+from .memory import memory_budget
 from .outputs import Outputs
 from .plan import (AXIS, Layout, aligned_pad, input_bytes, node_entries, pad_to, pair_bytes, pair_count, pair_seconds,
                    pair_stream, plan_blocks, plan_pairs, ranges, uses_pairs)
@@ -106,7 +106,7 @@ class Engine:
                                        or batch_size < 1):
             raise SpecError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.finite = False
-        budget_total = parse_memory(memory) if memory is not None else default_memory()
+        budget_total = memory_budget(memory)
         mesh = self.calls.mesh()
         devices = mesh.devices.size
         # CPU devices share the host's memory; other devices each have their own.

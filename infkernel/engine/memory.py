@@ -23,6 +23,11 @@ def parse_memory(memory) -> int:
     return int(float(m.group(1)) * UNITS[m.group(2)])
 
 
+def memory_budget(memory=None) -> int:
+    """Bytes of `memory` ("2GB", 2e9, ...; `parse_memory`), or `default_memory()` when None."""
+    return parse_memory(memory) if memory is not None else default_memory()
+
+
 def default_memory() -> int:
     """A quarter of the memory available now, between 256 MiB and 4 GiB."""
     try:

@@ -58,10 +58,10 @@ def assemble(strips, k: int, h: int, side: int, targets) -> None:
     def bounds(b):
         return b * t, min((b + 1) * t, n)
 
-    def rows(r):
+    for r in range(k):
         r0, r1 = bounds(r)
         if r0 >= n:
-            return
+            continue
         for o in range(h + 1):
             if o == h and k % 2 == 0 and r >= h:
                 continue  # the same pair of blocks as strip r - h, offset h
@@ -77,6 +77,3 @@ def assemble(strips, k: int, h: int, side: int, targets) -> None:
                 else:
                     target[r0:r1, c0:c1] = block
                     target[c0:c1, r0:r1] = block.T
-
-    for r in range(k):
-        rows(r)

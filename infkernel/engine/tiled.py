@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .fingerprint import fingerprint
-from .memory import default_memory, parse_memory
+from .memory import memory_budget
 from .outputs import Outputs
 from .tiles import TilePlan, plan_tiles, tile_bounds, tile_grid, write_tile
 
@@ -65,7 +65,7 @@ def compute_tiled(engine, graph, x1, x2, get, dtype: str, batch_size=None, memor
     x2 = x1 if symmetric else np.ascontiguousarray(x2, dtype=dtype)
     shape = (x1.shape[0], x2.shape[0])
     need_ntk = "ntk" in get
-    budget = parse_memory(memory) if memory is not None else default_memory()
+    budget = memory_budget(memory)
 
     def make_plan():
         return plan_tiles(engine.program, *shape, symmetric, need_ntk, dtype, budget, batch_size)
